@@ -108,7 +108,9 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
                 u[g] = 0.0
                 q[g] = 0.0
                 continue
-            ug = math.exp(x + theta[g] - thmax)
+            # Beyond u = 800, q = p e^{-u} underflows to exactly 0 and every term carrying u_g
+            # also carries q_g: clamping keeps u^3 finite (no inf * 0) and changes no value.
+            ug = math.exp(min(x + theta[g] - thmax, 6.7))
             em = math.expm1(-ug)
             qg = p[g] * (1.0 + em)
             u[g] = ug
