@@ -440,6 +440,12 @@ class DivergenceError(RuntimeError):
         self.result = result
 
 
+def _fro(X):
+    """Frobenius norm without overflow for finite entries near the float64 limit."""
+    s = np.max(np.abs(X)) if X.size else 0.0
+    return 0.0 if s == 0.0 else float(s * np.linalg.norm(X / s))
+
+
 def _default_record_at(steps):
     if steps == 0:
         return np.zeros(1, dtype=np.int64)
@@ -599,12 +605,13 @@ def train_mc(
 
     j = 0  # next record
     for t in range(steps + 1):
-        theta = V.T @ Q @ V
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
+            theta = V.T @ Q @ V
         if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(theta))):
             raise diverge(t, "Q", j)
         if j < T and rec[j] == t:
             theta_rec[j] = theta
-            off_rec[j] = np.linalg.norm(Q - V @ theta @ V.T)
+            off_rec[j] = _fro(Q - V @ theta @ V.T)
             if n_eval > 0:
                 Lk_rec[j], Lk_se_rec[j], loss_rec[j], loss_se_rec[j] = _evaluate(theta, sampler, rng_eval, p, n_eval)
             j += 1

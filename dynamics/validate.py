@@ -46,9 +46,12 @@ def nonnegative(x, name: str) -> float:
 
 def positive(x, name: str) -> float:
     """A finite real > 0."""
-    v = nonnegative(x, name)
-    if v <= 0:
-        raise ValueError(f"{name} must be > 0, got {x!r}")
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number > 0, got {x!r}") from None
+    if not np.isfinite(v) or v <= 0:
+        raise ValueError(f"{name} must be a finite real number > 0, got {x!r}")
     return v
 
 
