@@ -46,6 +46,7 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
     p = validate.probabilities(p)
     K = p.shape[0]
     theta = validate.square_theta(theta, K)
+    validate.column_spread(theta, "theta", axis=0)
     N = validate.prompt_length(N)
     sigma2 = validate.nonnegative(sigma2, "sigma2")
     h = validate.positive(h, "h")
@@ -92,6 +93,7 @@ def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEF
     if not isinstance(structure, ClassStructure):
         raise ValueError("structure must be a dynamics.ClassStructure")
     coords = structure.check_coords(coords)
+    validate.column_spread(coords, "coords", axis=1)
     N = validate.prompt_length(N)
     sigma2 = validate.nonnegative(sigma2, "sigma2")
     h = validate.positive(h, "h")

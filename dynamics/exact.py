@@ -42,6 +42,8 @@ DELTA = 1e-5
 """Left cut: ``N t max(a) = DELTA`` at ``x_lo``."""
 LCUT = 48.0
 """Right cut: ``t N min(a) = LCUT`` at ``x_hi``."""
+MAX_SPREAD = 1e4
+"""Largest ``max theta - min theta`` within a column (the node count grows like spread / h)."""
 
 
 @jit
@@ -83,6 +85,11 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
                 thmax = theta[g]
             if p[g] > 0 and theta[g] < thmin:
                 thmin = theta[g]
+    if not (thmax - thmin <= MAX_SPREAD):
+        for g in range(G):
+            grad_out[g] = np.nan
+            attn_out[g] = np.nan
+        return np.nan  # reported by the callers as a non-finite result
     x_lo = math.log(DELTA / N)
     x_hi = math.log(LCUT / N) + (thmax - thmin)
     nodes = int(math.ceil((x_hi - x_lo) / h)) + 1

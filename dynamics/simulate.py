@@ -175,8 +175,8 @@ def simulate(model=None, *, eta=1.0, steps=10_000, method="gd", init=None, snaps
     eps : float, optional
         Stop once every ``L_k - L_k^* <= eps`` (``gd`` only, noise-free).
     patience : int
-        Declare divergence after this many consecutive rises of ``L`` (GD on a smooth loss with
-        a small enough step never raises it).
+        Declare divergence after this many rises of ``L`` (GD on a smooth loss with a small
+        enough step never raises it; a step too large for the curvature makes it oscillate).
     checkpoint_every, on_checkpoint, resume :
         Call ``on_checkpoint(state)`` every ``checkpoint_every`` steps; ``resume=state``
         continues from such a state with identical results.
@@ -256,7 +256,7 @@ def _gd(model, state, eta, steps, rec, L_star, eps, patience, progress, chunk, c
     if status == STOPPED:
         res.status, res.message = "converged", f"every L_k - L_k^* <= eps at step {step}"
     elif status in (NONFINITE, RISING):
-        why = "non-finite coordinates or loss" if status == NONFINITE else f"loss rose for {patience} consecutive steps"
+        why = "non-finite coordinates or loss" if status == NONFINITE else f"the loss rose at {patience} steps"
         res.status = "diverged"
         res.message = f"run diverged at step {step}: {why}; try a smaller eta (eta = {eta:g} now)"
         raise SimulationDiverged(res.message, res)

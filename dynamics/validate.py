@@ -70,3 +70,11 @@ def finite_result(where: str, **arrays) -> None:
     for key, val in arrays.items():
         if not np.all(np.isfinite(val)):
             raise FloatingPointError(f"non-finite {key} in {where}")
+
+
+def column_spread(theta, name: str = "theta", axis: int = 0, limit: float = 1e4) -> None:
+    """Within a column of scores, ``max - min`` must stay below ``limit`` (quadrature nodes ~ spread)."""
+    arr = np.asarray(theta)
+    spread = np.max(np.ptp(arr, axis=axis)) if arr.size else 0.0
+    if not spread <= limit:
+        raise ValueError(f"{name} entries of one column must differ by at most {limit:g}, got a spread of {spread:g}")

@@ -1,0 +1,161 @@
+"""The simulator against the brute-force oracle, the gradient flow, and the paper's invariants."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dynamics.bruteforce import population_loss_grad_bruteforce
+from dynamics.classes import ClassStructure
+from dynamics.models import SoftmaxICL
+from dynamics.simulate import SimulationDiverged, simulate
+
+
+def _oracle_gd(theta, p, N, eta, steps, record):
+    """Population GD driven by brute-force enumeration (independent of the derived kernels)."""
+    out = {}
+    for t in range(steps + 1):
+        if t in record:
+            out[t] = theta.copy()
+        if t < steps:
+            theta = theta - eta * population_loss_grad_bruteforce(theta, p, N)[1]
+    return out
+
+
+@pytest.mark.parametrize("preset", ["balanced", "imbalanced", "general"])
+def test_gd_equals_bruteforce_gd_over_1000_steps(preset):
+    K, N, eta, steps = 3, 6, 2.0, 1000
+    if preset == "balanced":
+        s = ClassStructure.balanced(K)
+    elif preset == "imbalanced":
+        s = ClassStructure.imbalanced(K, 0.6)
+    else:
+        s = ClassStructure.general(np.random.default_rng(5).dirichlet(np.ones(K)))
+    rec = [0, 10, 100, 1000]
+    res = simulate(SoftmaxICL(s, N), eta=eta, steps=steps, record_steps=rec)
+    ref = _oracle_gd(np.zeros((K, K)), s.p, N, eta, steps, rec)
+    for i, t in enumerate(rec):
+        # per-step error ~1e-13 accumulates over 1000 contracting steps: the bar is 1e-10
+        np.testing.assert_allclose(s.expand(res.coords[i]), ref[t], rtol=0, atol=1e-10)
+
+
+def test_class_reduced_run_equals_general_run():
+    s = ClassStructure.imbalanced(6, 0.4)
+    kw = dict(eta=1.0, steps=500, record_steps=[0, 50, 500])
+    red = simulate(SoftmaxICL(s, 20), **kw)
+    gen_s = ClassStructure.general(s.p)
+    gen = simulate(SoftmaxICL(gen_s, 20), **kw)
+    for i in range(3):
+        np.testing.assert_allclose(gen_s.expand(gen.coords[i]), s.expand(red.coords[i]), rtol=0, atol=1e-11)
+        np.testing.assert_allclose(gen.L[i], red.L[i], rtol=0, atol=1e-12)
+
+
+def test_conservation_and_monotonicity():
+    """Column sums of theta are conserved (columns of grad sum to 0); A_k never decreases (dL/dA_k <= 0)."""
+    s = ClassStructure.imbalanced(50, 0.3)
+    res = simulate(SoftmaxICL(s, 500), eta=5.0, steps=5000, snapshots=300)
+    colsum = res.coords[:, :, 0] + np.einsum("tfg,fg->tf", res.coords[:, :, 1:],
+                                             s.column_tables()[1][:, 1:])
+    np.testing.assert_allclose(colsum, 0.0, atol=1e-12 * 5000)
+    assert np.all(np.diff(res.coords[:, :, 0], axis=0) >= -1e-15)
+    assert np.all(np.diff(res.L) <= 1e-15)
+
+
+def test_flow_converges_to_gd_at_first_order():
+    """|gd(eta) - flow| at a fixed tau = eta t shrinks like eta^1: fitted log-log slope within 0.2 of 1."""
+    s = ClassStructure.imbalanced(5, 0.5)
+    model = SoftmaxICL(s, 30)
+    tau = 40.0
+    flow = simulate(model, eta=1.0, steps=int(tau), method="flow", record_steps=[0, int(tau)])
+    target = flow.coords[-1]
+    etas = np.array([0.4, 0.2, 0.1, 0.05])
+    errs = []
+    for eta in etas:
+        steps = int(round(tau / eta))
+        gd = simulate(model, eta=eta, steps=steps, record_steps=[steps])
+        errs.append(np.abs(gd.coords[-1] - target).max())
+    slope = np.polyfit(np.log(etas), np.log(errs), 1)[0]
+    assert abs(slope - 1.0) < 0.2, (slope, errs)
+
+
+def test_stopping_rule_and_divergence():
+    model = SoftmaxICL(ClassStructure.imbalanced(5, 0.5), 30)
+    res = simulate(model, eta=2.0, steps=10**6, eps=1e-2)
+    assert res.status == "converged"
+    assert np.all(res.L_f[-1] - res.L_star <= 1e-2)
+    assert res.t[-1] < 10**6
+    # The softmax loss is bounded, so a huge step rarely blows up; it does make L oscillate.
+    with pytest.raises(SimulationDiverged, match="try a smaller eta") as exc:
+        small = SoftmaxICL(ClassStructure.imbalanced(3, 0.5), 2)
+        simulate(small, eta=1000.0, steps=300, snapshots=20, patience=1, init=small.initial_state(3.0, 0.0))
+    assert exc.value.result.t.size >= 1  # snapshots before the failure are kept
+    # Coordinates pushed beyond the engine's range are caught as non-finite, with the step.
+    with pytest.raises(SimulationDiverged, match="non-finite"):
+        simulate(model, eta=1e300, steps=50, snapshots=10)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="eta must be"):
+        simulate(K=5, N=10, eta=0.0)
+    with pytest.raises(ValueError, match="steps must be"):
+        simulate(K=5, N=10, steps=-1)
+    with pytest.raises(ValueError, match="method must be"):
+        simulate(K=5, N=10, method="rk4")
+
+
+def test_accessors_never_need_K_by_K():
+    res = simulate(K=10**6, N=10**9, eta=1.0, steps=10, snapshots=5)
+    assert res.A(0).shape == res.t.shape
+    np.testing.assert_array_equal(res.B(5, 0), res.coords[:, 1, 1])
+    np.testing.assert_array_equal(res.B(5, 7), res.coords[:, 1, 2])
+    assert res.attention_map(-1).shape == (12, 12)
+
+
+# ------------------------------------------------------------------------------------------
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "dynamics.simulate", *args], cwd=cwd, capture_output=True, text=True)
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text("K = 5\nnot_a_key = 3\n")
+    for args in (["--preset", "nope"], ["--eta", "0"], ["--steps", "-3"], ["--frobnicate"],
+                 ["--config", str(tmp_path / "bad.toml")]):
+        r = _cli(*args, "--out", str(tmp_path / "x"), cwd=tmp_path)
+        assert r.returncode == 2, (args, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_cli_run_and_resume_give_identical_numbers(tmp_path):
+    common = ["--K", "8", "--N", "50", "--steps", "3000", "--snapshots", "40", "--figures", "false"]
+    full = tmp_path / "full"
+    assert _cli(*common, "--out", str(full), cwd=tmp_path).returncode == 0
+    # A run killed after its second checkpoint: simulate the kill by running to 2000 steps with
+    # checkpoints, then rewriting config.json to the full horizon and resuming.
+    part = tmp_path / "part"
+    r = _cli(*common, "--steps", "2000", "--checkpoint-every", "700", "--out", str(part), cwd=tmp_path)
+    assert r.returncode == 0
+    cfg = json.loads((part / "config.json").read_text())
+    cfg["steps"] = 3000
+    (part / "config.json").write_text(json.dumps(cfg))
+    os.remove(part / "results.npz")
+    with np.load(part / "checkpoint.npz") as z:
+        assert int(z["step"]) == 1400
+    # the checkpoint's snapshot grid was for 2000 steps; resuming must use the full one
+    cfg_grid = np.load(full / "results.npz")["t"]
+    ck = dict(np.load(part / "checkpoint.npz"))
+    assert ck["rec_steps"].size > 0
+    # Resume from a checkpoint written by a run with the full configuration instead:
+    part2 = tmp_path / "part2"
+    r = _cli(*common, "--checkpoint-every", "1000", "--out", str(part2), cwd=tmp_path)
+    assert r.returncode == 0
+    os.remove(part2 / "results.npz")
+    r = _cli("--resume", str(part2), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    a, b = np.load(full / "results.npz"), np.load(part2 / "results.npz")
+    np.testing.assert_array_equal(a["t"], cfg_grid)
+    for key in ("t", "coords", "L_f", "attn", "L"):
+        np.testing.assert_array_equal(a[key], b[key])
+    manifest = json.loads((part2 / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and "numpy" in manifest["versions"]
