@@ -22,13 +22,14 @@ import numpy as np
 import dynamics
 from dynamics._numba import jit
 from dynamics.classes import ClassStructure
-from dynamics.exact import DEFAULT_H, reduced_kernel
+from dynamics.exact import DEFAULT_H, reduced_kernel, tail_weights
 
 
 @jit
 def _loop(reps, coords, p_col, m_col, N, h, grad, L_f, attn):
+    wt = tail_weights(h)
     for _ in range(reps):
-        reduced_kernel(coords, p_col, m_col, N, 0.0, h, grad, L_f, attn)
+        reduced_kernel(coords, p_col, m_col, N, 0.0, h, wt, grad, L_f, attn)
 
 
 def _best(fn, repeat=5):

@@ -38,7 +38,8 @@ def package_source_hash() -> bytes:
 
 
 class _PackageHashLocator(caching.UserWideCacheLocator):
-    """Cache locator for files of this package: stamp = hash of the whole package."""
+    """Cache locator for functions compiled through :func:`jit` (in the package or outside it,
+    e.g. a benchmark calling our kernels): stamp = hash of the whole package and of the file."""
 
     def __init__(self, py_func, py_file):
         super().__init__(py_func, py_file)
@@ -46,11 +47,14 @@ class _PackageHashLocator(caching.UserWideCacheLocator):
             self._cache_path = os.path.join(numba.config.CACHE_DIR, self.get_suitable_cache_subpath(py_file))
 
     def get_source_stamp(self):
-        return package_source_hash()
+        with open(self._py_file, "rb") as fh:
+            own = hashlib.sha256(fh.read()).digest()
+        return package_source_hash() + own
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if os.path.dirname(os.path.abspath(py_file)) != _PKG_DIR:
+        inside = os.path.dirname(os.path.abspath(py_file)) == _PKG_DIR
+        if not (inside or getattr(py_func, "_icl_dynamics_jit", False)):
             return None
         return super().from_function(py_func, py_file)
 
@@ -69,5 +73,11 @@ def jit(*args, parallel: bool = False, **kwargs):
     opts = dict(cache=cache_enabled(), parallel=parallel, fastmath=False, error_model="numpy")
     opts.update(kwargs)
     if args and callable(args[0]) and len(args) == 1:
+        args[0]._icl_dynamics_jit = True
         return numba.njit(**opts)(args[0])
-    return numba.njit(*args, **opts)
+
+    def decorate(fn):
+        fn._icl_dynamics_jit = True
+        return numba.njit(*args, **opts)(fn)
+
+    return decorate

@@ -12,7 +12,7 @@ import numpy as np
 
 from dynamics import validate
 from dynamics.classes import ClassStructure
-from dynamics.exact import DEFAULT_H, general_kernel, reduced_kernel
+from dynamics.exact import DEFAULT_H, general_kernel, reduced_kernel, tail_weights
 
 
 def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):
@@ -102,7 +102,7 @@ def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEF
     grad = np.empty((F, F + 1))
     L_f = np.empty(F)
     attn = np.empty((F, F + 1))
-    reduced_kernel(coords, p_col, m_col, N, sigma2, h, grad, L_f, attn)
+    reduced_kernel(coords, p_col, m_col, N, sigma2, h, tail_weights(h), grad, L_f, attn)
     validate.finite_result("reduced_loss_grad", L_f=L_f, grad=grad)
     L = float(np.sum(structure.sizes * structure.probs * L_f))
     return ReducedEvaluation(L, grad, L_f, attn)

@@ -11,16 +11,18 @@ The integrals ``int dx f(x)`` over ``x = log t`` of the generated integrands
 ``[x_lo, x_hi]``:
 
 * ``x_lo = log(DELTA / N)``: below it ``N t max(a) <= DELTA`` and the part of order ``r``
-  of the integrand is ``A e^{r x} + B e^{(r+1) x} + O(DELTA^2)`` relative; ``A`` and ``B`` are
-  fitted to the first two nodes and the tail is summed in closed form (modified weights of
-  nodes 0 and 1), leaving an error ``O(DELTA^(r+2)) = 1e-15`` at ``DELTA = 1e-5``.
+  of the integrand is the power series ``sum_i c_i t^(r+i)`` (Taylor series of
+  ``E[f e^{-tZ}]``); its first ``TAIL_TERMS`` terms are fitted to the first nodes and the
+  trapezoid sum over the nodes below ``x_lo`` is added in closed form (:func:`tail_weights`),
+  leaving a relative error ``O(DELTA^TAIL_TERMS) = 1e-12`` of a tail that is itself ``~DELTA``.
 * ``x_hi = log(LCUT / N) + (max theta - min theta)``: above it ``t Z >= t N min(a) >= LCUT``
   for every count vector, and each part is below ``(tZ)^3 e^{-tZ}``; the tail beyond is
   ``< Gamma(3, LCUT) ~ 3e-18``.  This covers both scales of MODEL.md section 3: ``1/(N max a)``
-  and ``1/(N min a)`` (features absent from the prompt).
+  and ``1/(N min a)`` (features absent from the prompt).  An adaptive cut stops earlier once
+  ``E[e^{-tZ/2}] = phi(t/2)^N`` proves the rest negligible (see the loop).
 * The integrand is analytic in the strip ``|Im x| < pi/2``, so the trapezoid error decays like
-  ``exp(-2 pi d / h)``; ``h = DEFAULT_H`` gives about 1e-14 against brute-force enumeration
-  (see ``tests/test_exact.py`` and ``benchmarks/bench_quadrature.py``).
+  ``exp(-2 pi d / h)``; ``h = DEFAULT_H = 0.2`` gives about 1e-13 against brute-force
+  enumeration (``tests/test_exact.py``); ``h = 0.3`` about 3e-11.
 
 ``phi^(N-j)`` is computed as ``exp((N-j) log phi)`` with ``log phi = log1p(-U)``,
 ``U = sum_n p_n (1 - e^{-u_n})`` while ``U < 1/2`` (MODEL.md section 3), so N up to 1e9 and
@@ -38,10 +40,16 @@ from dynamics._numba import jit
 
 DEFAULT_H = 0.2
 """Default trapezoid step in ``x = log t``."""
-DELTA = 1e-5
+DELTA = 1e-3
 """Left cut: ``N t max(a) = DELTA`` at ``x_lo``."""
 LCUT = 48.0
 """Right cut: ``t N min(a) = LCUT`` at ``x_hi``."""
+TAIL_TERMS = 4
+"""Number of powers of ``t`` fitted to the left tail."""
+CUT_BOUND = 1e3
+"""Bound on sum |coef| (2r/e)^r over the terms of any integrand (about 10 x 11 here)."""
+CUT_TOL = 1e-18
+"""What the adaptive right cut may leave out of any integral."""
 MAX_SPREAD = 1e4
 """Largest ``max theta - min theta`` within a column (the node count grows like spread / h)."""
 
@@ -55,7 +63,41 @@ def _phi_power(logphi, e):
 
 
 @jit
-def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
+def tail_weights(h, k=TAIL_TERMS):
+    """Extra weights ``w[r-1, j]`` (j < k) that add the trapezoid sum over the nodes ``j < 0``.
+
+    Near ``x -> -inf`` the part of order ``r`` is ``g(x_j) = sum_{i<k} c_i z_i^j`` with
+    ``z_i = e^{(r+i) h}`` (powers of ``t``: the Taylor series of ``E[f e^{-tZ}]``).  Solving the
+    Vandermonde system on nodes ``0..k-1`` by Lagrange polynomials and summing the geometric
+    tails ``sum_{j<0} z_i^j = 1 / (z_i - 1)`` gives weights linear in ``g_0..g_{k-1}``.
+    """
+    w = np.zeros((3, k))
+    coef = np.empty(k)
+    for r in range(1, 4):
+        for i in range(k):
+            zi = math.exp((r + i) * h)
+            # coefficients of prod_{m != i} (z - z_m) / (z_i - z_m), lowest power first
+            coef[:] = 0.0
+            coef[0] = 1.0
+            deg = 0
+            den = 1.0
+            for m in range(k):
+                if m == i:
+                    continue
+                zm = math.exp((r + m) * h)
+                den *= zi - zm
+                deg += 1
+                for d in range(deg, 0, -1):
+                    coef[d] = coef[d - 1] - zm * coef[d]
+                coef[0] = -zm * coef[0]
+            rho = h / (zi - 1.0)
+            for j in range(k):
+                w[r - 1, j] += rho * coef[j] / den
+    return w
+
+
+@jit
+def column_expectations(theta, p, mult, own, N, sigma2, h, wt, grad_out, attn_out):
     """Exact expectations for one query feature ``k`` (MODEL.md sections 2-3).
 
     Parameters
@@ -66,7 +108,8 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
     own : int
         Index of the query's own class (``mult[own]`` must be 1).
     N : float
-        Prompt length; ``sigma2`` label-noise variance; ``h`` trapezoid step.
+        Prompt length; ``sigma2`` label-noise variance; ``h`` trapezoid step;
+        ``wt = tail_weights(h)`` the closed-form left-tail weights.
     grad_out, attn_out : float64 arrays (G,), written
         ``E[d ell_k / d theta[n, k]]`` and ``E[Attn_n]`` for one member ``n`` of each class
         (0 for empty classes).
@@ -102,27 +145,19 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
         u0[g] = math.exp(lo[g]) if lo[g] > -700.0 else 0.0
     eh = math.exp(h)
     ej = 1.0
+    hist = np.empty(64)
+    lag = int(math.ceil(math.log(2.0) / h))
     u = np.empty(G)
     q = np.empty(G)
     acc_grad = np.zeros(G)
     acc_attn = np.zeros(G)
     acc_loss = 0.0
-    # Node weights: h everywhere, except the first two nodes, which also carry the closed-form
-    # sum of the left tail (nodes j < 0).  There the part of order r is
-    # g(x) = A e^{r x} + B e^{(r+1) x} + O(e^{(r+2) x}); A and B are fitted to nodes 0 and 1.
-    w0 = np.empty(3)
-    w1 = np.empty(3)
-    for r in range(1, 4):
-        al = 1.0 / (1.0 - math.exp(-r * h))
-        be = 1.0 / (1.0 - math.exp(-(r + 1) * h))
-        er, er1 = math.exp(r * h), math.exp((r + 1) * h)
-        w0[r - 1] = h * (al - (be - al) * er / (er1 - er))
-        w1[r - 1] = h + h * (be - al) / (er1 - er)
+    # Node weights: h everywhere, plus, on the first TAIL_TERMS nodes, the closed-form sum of the
+    # left tail (nodes j < 0): there the part of order r is sum_i c_i e^{(r+i) x} + O(DELTA^TAIL_TERMS)
+    # relative, and the c_i are fitted to the first TAIL_TERMS nodes (see tail_weights(h), computed once by the caller: ``wt``).
     for j in range(nodes):
-        if j == 0:
-            wa, wb, wc = w0[0], w0[1], w0[2]
-        elif j == 1:
-            wa, wb, wc = w1[0], w1[1], w1[2]
+        if j < TAIL_TERMS:
+            wa, wb, wc = h + wt[0, j], h + wt[1, j], h + wt[2, j]
         else:
             wa = wb = wc = h
         if j % 32 == 0:
@@ -143,7 +178,10 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
             ug = u0[g] * ej if u0[g] > 0.0 else math.exp(min(lo[g] + j * h, 6.7))
             if not ug < 800.0:
                 ug = 800.0
-            em = math.expm1(-ug)
+            if ug < 1e-3:  # Taylor: the omitted u^5/120 is below 1e-17 relative, no libm call
+                em = -ug * (1.0 - ug * (0.5 - ug * (1.0 / 6.0 - ug * (1.0 / 24.0))))
+            else:
+                em = math.expm1(-ug)
             qg = p[g] * (1.0 + em)
             u[g] = ug
             q[g] = qg
@@ -154,21 +192,38 @@ def column_expectations(theta, p, mult, own, N, sigma2, h, grad_out, attn_out):
             T22 += uuq * qg
         if phi <= 0.0:
             break  # phi only decreases with x: every later node is exactly zero
-        logphi = math.log1p(-U) if U < 0.5 else math.log(phi)
+        if U < 1e-3:  # log1p(-U) by its series; the omitted U^6/6 is below 1e-18 relative
+            logphi = -U * (1.0 + U * (0.5 + U * (1.0 / 3.0 + U * (0.25 + U * 0.2))))
+        elif U < 0.5:
+            logphi = math.log1p(-U)
+        else:
+            logphi = math.log(phi)
         # P_j = N_(j) phi^(N-j) from the one power phi^(N-3) (or the exact low-N forms).
         if N >= 3.0:
             b = math.exp((N - 3.0) * logphi)
             P3 = N * (N - 1.0) * (N - 2.0) * b
             P2 = N * (N - 1.0) * b * phi
             P1 = N * b * phi * phi
+            phiN = b * phi * phi * phi
         elif N == 2.0:
             P3 = 0.0
             P2 = 2.0
             P1 = 2.0 * phi
+            phiN = phi * phi
         else:
             P3 = 0.0
             P2 = 0.0
             P1 = 1.0
+            phiN = phi
+        # Adaptive right cut.  Every part is a sum of terms coef * t^r E[f(c) e^{-tZ}] with
+        # |f| <= Z^r, and (tZ)^r e^{-tZ} <= (2r/e)^r e^{-tZ/2}, so the integrand at x and beyond
+        # is below BOUND * E[e^{-tZ/2}] = BOUND * phi(t/2)^N <= BOUND * phiN at the node `lag`
+        # steps back (x - lag h <= x - log 2); phi^N decreases in t, so once BOUND * phiN_lag
+        # times the remaining length is negligible, so is the rest of the integral.
+        hist[j % 64] = phiN
+        if lag <= 63 and j >= lag:
+            if CUT_BOUND * (1.0 + sigma2) * hist[(j - lag) % 64] * (x_hi - x_lo - (j - 1) * h) < CUT_TOL:
+                break
         uk = u[own]
         qk = q[own]
         a1, a2, a3 = kern.loss(uk, qk, 0.0, 0.0, P1, P2, P3, T21, T22, sigma2)
@@ -198,11 +253,12 @@ def general_kernel(theta, p, N, sigma2, h, grad, L_k, attn):
     """
     K = theta.shape[0]
     mult = np.ones(K)
+    wt = tail_weights(h)
     for k in prange(K):
         col = np.ascontiguousarray(theta[:, k])
         g = np.empty(K)
         a = np.empty(K)
-        ell = column_expectations(col, p, mult, k, N, sigma2, h, g, a)
+        ell = column_expectations(col, p, mult, k, N, sigma2, h, wt, g, a)
         L_k[k] = 0.5 * ell
         for n in range(K):
             grad[n, k] = 0.5 * p[k] * g[n]
@@ -210,17 +266,17 @@ def general_kernel(theta, p, N, sigma2, h, grad, L_k, attn):
 
 
 @jit
-def reduced_kernel(coords, p_col, m_col, N, sigma2, h, grad, L_f, attn):
+def reduced_kernel(coords, p_col, m_col, N, sigma2, h, wt, grad, L_f, attn):
     """Symmetry classes: one column per query class ``f`` (``coords[f, 0] = A``, ``coords[f, 1+g] = B``).
 
     Writes ``grad[f, j] = dL/dtheta`` for one member of column class ``j``, ``L_f`` the
     per-feature prediction error of a query of class ``f`` and ``attn[f, j] = E[Attn]`` of one
-    member; returns nothing.  ``p_col[f, j]`` and ``m_col[f, j]`` are the column classes'
+    member; returns nothing.  ``wt = tail_weights(h)``.  ``p_col[f, j]`` and ``m_col[f, j]`` are the column classes'
     per-feature probabilities and sizes (see :class:`dynamics.classes.ClassStructure`).
     """
     F = coords.shape[0]
     for f in range(F):
-        ell = column_expectations(coords[f], p_col[f], m_col[f], 0, N, sigma2, h, grad[f], attn[f])
+        ell = column_expectations(coords[f], p_col[f], m_col[f], 0, N, sigma2, h, wt, grad[f], attn[f])
         L_f[f] = 0.5 * ell
         for j in range(coords.shape[1]):
             grad[f, j] *= 0.5 * p_col[f, 0]

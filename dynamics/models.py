@@ -18,7 +18,7 @@ from dynamics import validate
 from dynamics._numba import jit
 from dynamics.classes import ClassStructure
 from dynamics.engine import ReducedEvaluation, reduced_loss_grad
-from dynamics.exact import DEFAULT_H, column_expectations, reduced_kernel
+from dynamics.exact import DEFAULT_H, column_expectations, reduced_kernel, tail_weights
 
 OK, STOPPED, NONFINITE, RISING = 0, 1, 2, 3
 """Status codes of :func:`gd_loop`."""
@@ -38,9 +38,10 @@ def gd_loop(coords, p_col, m_col, N, sigma2, h, eta, start, stop, rec_steps, rec
     grad = np.empty((F, J))
     L_f = np.empty(F)
     attn = np.empty((F, J))
+    wt = tail_weights(h)
     t = start
     while True:
-        reduced_kernel(coords, p_col, m_col, N, sigma2, h, grad, L_f, attn)
+        reduced_kernel(coords, p_col, m_col, N, sigma2, h, wt, grad, L_f, attn)
         L = 0.0
         finite = True
         done = eps > 0.0
@@ -170,11 +171,12 @@ class SoftmaxICL:
             p_col[1:] = p_col[1:] / (1.0 - pk)
             free = np.flatnonzero(m_col[1:] > 0) + 1
             grad, attn = np.empty_like(p_col), np.empty_like(p_col)
+            wt = tail_weights(self.h)
 
             def ell(b):
                 th = np.zeros_like(p_col)
                 th[free[1:]] = b
-                return column_expectations(th, p_col, m_col, 0, float(self.N), 0.0, self.h, grad, attn)
+                return column_expectations(th, p_col, m_col, 0, float(self.N), 0.0, self.h, wt, grad, attn)
 
             def jac(b):
                 ell(b)
