@@ -146,6 +146,46 @@ class SoftmaxICL:
         """``d theta / d tau = -dL/dtheta`` (gradient flow), zero on empty classes."""
         return -self.evaluate(state).grad
 
+    # ---- Monte Carlo counterpart (MODEL.md section 5), for the cross-check -------------------
+    def monte_carlo(self, replicas, eta, steps, record_at, *, d=None, random_state=0, **kwargs):
+        """``replicas`` Monte Carlo trainings of the full ``d x d`` matrix ``Q`` of this model.
+
+        Returns ``(coords, L_f, off_span)``: the replicas' reduced coordinates (class averages of
+        ``theta = V^T Q V``, shape ``(R, T, F, F + 1)``), their per-class ``L_k`` estimates
+        ``(R, T, F)`` and the norm of ``Q`` outside ``span{v_n v_k^T}`` ``(R, T)``.  Averaging
+        over the members of a class is unbiased for the class coordinate by symmetry.
+        """
+        from dynamics.montecarlo import run_replicas
+
+        K = self.structure.K
+        if K > 2000:
+            raise ValueError(f"Monte Carlo of the full model needs a modest K (<= 2000), got K = {K}")
+        mc = run_replicas(replicas, K, K if d is None else d, self.structure.p, self.N, eta, steps,
+                          sigma2=self.sigma2, record_at=record_at, random_state=random_state, **kwargs)
+        coords = np.stack([np.stack([self.reduce_full(th) for th in rep]) for rep in mc.theta])
+        own = self.structure.owner()
+        L_f = np.stack([mc.L_k[..., own == f].mean(axis=-1) for f in range(self.structure.F)], axis=-1)
+        return coords, L_f, mc.off_span
+
+    def reduce_full(self, theta) -> np.ndarray:
+        """Class averages of a full ``K x K`` ``theta``: ``[A_k, B_{k,n} per class]`` per query class."""
+        own = self.structure.owner()
+        F = self.structure.F
+        out = np.zeros((F, F + 1))
+        diag = np.diagonal(theta)
+        for f in range(F):
+            qk = own == f
+            out[f, 0] = diag[qk].mean()
+            for g in range(F):
+                block = theta[np.ix_(own == g, qk)]  # rows n in class g, columns k in class f
+                if f == g:
+                    m = block.shape[0]
+                    if m > 1:
+                        out[f, 1 + g] = (block.sum() - np.trace(block)) / (m * (m - 1))
+                else:
+                    out[f, 1 + g] = block.mean()
+        return out
+
     def optimum(self) -> np.ndarray:
         """``L_k^*``: the infimum of ``L_k`` over its column ``theta[:, k]`` (noise-free case).
 
