@@ -156,3 +156,14 @@ def test_cli_killed_run_resumes_to_identical_numbers(tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
     manifest = json.loads((part / "manifest.json").read_text())
     assert manifest["status"] == "completed" and "numpy" in manifest["versions"]
+
+
+def test_cli_toml_config_with_flag_override(tmp_path):
+    (tmp_path / "run.toml").write_text('preset = "balanced"\nK = 6\nN = 40\nsteps = 400\nfigures = false\n')
+    out = tmp_path / "r"
+    r = _cli("--config", str(tmp_path / "run.toml"), "--steps", "200", "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["preset"], cfg["K"], cfg["N"], cfg["steps"]) == ("balanced", 6, 40, 200)
+    res = np.load(out / "results.npz")
+    assert res["t"][-1] == 200 and res["coords"].shape[1:] == (1, 2)
