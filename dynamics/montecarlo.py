@@ -19,8 +19,17 @@ MODEL.md section 2 ("GD on Q is GD on theta"; "the part of Q outside
 ``span{v_n v_k^T}`` never moves") are *tested* by this module, not assumed.
 
 Random draws (query and key features, task vectors, label noise) are made
-sequentially with :class:`numpy.random.Generator` outside the parallel kernel;
-the kernel only maps given uniforms and normals to predictions and gradients.
+sequentially with :class:`numpy.random.Generator` outside the parallel kernels;
+the kernels only map given uniforms and normals to predictions and gradients.
+For ``w ~ N(0, I_d)`` the labels depend on ``w`` only through ``V^T w ~ N(0, I_K)``,
+which is drawn directly (equal in law); Rademacher ``w`` is drawn in ``R^d``.
+
+Choices made here (documented where they act):
+
+- ``L_k`` is recorded from a separate, stratified evaluation set (query fixed to
+  ``v_k``), drawn from its own stream, so recording never changes the training run.
+- A run whose ``Q``, ``theta`` or loss becomes non-finite raises
+  :class:`DivergenceError`, whose ``result`` attribute keeps the records made so far.
 
 Public API: :func:`make_features`, :func:`mc_gradient`, :func:`train_mc`,
 :func:`run_replicas`, :class:`MCResult`, :class:`DivergenceError`.
@@ -41,8 +50,8 @@ __all__ = ["make_features", "mc_gradient", "train_mc", "run_replicas", "MCResult
 _ORTHO_TOL = 1e-10  # max |V^T V - I| accepted as "orthonormal"
 _P_TOL = 1e-9  # |sum(p) - 1| accepted as "a probability vector"
 _TASKS = ("gaussian", "rademacher")
-_PARALLEL_MIN_TOKENS = 200_000  # B * (N + 1) from which the kernel runs in parallel
 _MODES = ("online", "empirical")
+_PARALLEL_MIN_TOKENS = 50_000  # work (B (N + 1) tokens, or d^2 K) from which kernels run in parallel
 
 
 # --------------------------------------------------------------------------- validation
@@ -238,6 +247,78 @@ def _sum_rows_by_index(vals, idx, K):  # pragma: no cover - numba
     return out
 
 
+@jit
+def _update_rows(Q, V, G, eta, lo, hi, vg, QV):  # pragma: no cover - numba
+    """Rows ``lo..hi-1`` of ``Q <- Q - eta V G V^T`` and then of ``QV = Q V``; ``vg`` is scratch (K,)."""
+    d, K = V.shape
+    for i in range(lo, hi):
+        for k in range(K):
+            vg[k] = 0.0
+        for n in range(K):
+            v = V[i, n]
+            for k in range(K):
+                vg[k] += v * G[n, k]
+        for k in range(K):
+            QV[i, k] = 0.0
+        for j in range(d):
+            s = 0.0
+            for k in range(K):
+                s += vg[k] * V[j, k]
+            q = Q[i, j] - eta * s  # the d x d gradient entry (V G V^T)[i, j] is s
+            Q[i, j] = q
+            for k in range(K):
+                QV[i, k] += q * V[j, k]
+
+
+@jit
+def _theta_rows(V, QV, lo, hi, theta):  # pragma: no cover - numba
+    """Rows ``lo..hi-1`` of ``theta = V^T (Q V)``."""
+    d, K = V.shape
+    for n in range(lo, hi):
+        for k in range(K):
+            theta[n, k] = 0.0
+        for i in range(d):
+            v = V[i, n]
+            for k in range(K):
+                theta[n, k] += v * QV[i, k]
+
+
+@jit
+def _step_serial(Q, V, G, eta, theta):  # pragma: no cover - numba
+    """In place: ``Q <- Q - eta V G V^T``, then ``theta <- V^T Q V`` (one thread)."""
+    d, K = V.shape
+    QV = np.empty((d, K))
+    _update_rows(Q, V, G, eta, 0, d, np.empty(K), QV)
+    _theta_rows(V, QV, 0, K, theta)
+
+
+@jit(parallel=True)
+def _step_parallel(Q, V, G, eta, theta, nchunks):  # pragma: no cover - numba
+    """:func:`_step_serial` with the rows split into ``nchunks`` parallel chunks."""
+    d, K = V.shape
+    QV = np.empty((d, K))
+    cd = (d + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        _update_rows(Q, V, G, eta, c * cd, min(d, (c + 1) * cd), np.empty(K), QV)
+    ck = (K + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        _theta_rows(V, QV, c * ck, min(K, (c + 1) * ck), theta)
+
+
+def _step(Q, V, G, eta, theta):
+    """``Q <- Q - eta V G V^T`` (the d x d gradient step) and ``theta <- V^T Q V``, in place.
+
+    Written as numba loops rather than BLAS calls: numpy's threaded BLAS and numba's
+    thread pool, alternating every step, make each other wait (measured 2x slower
+    per step at d = K = 100 on 2 cores).
+    """
+    d, K = V.shape
+    if d * d * K < _PARALLEL_MIN_TOKENS or numba.get_num_threads() == 1:
+        _step_serial(Q, V, G, eta, theta)
+    else:
+        _step_parallel(Q, V, G, eta, theta, min(K, 2 * numba.get_num_threads()))
+
+
 # --------------------------------------------------------------------------- sampling
 class _Sampler:
     """Draws prompts of the data model (MODEL.md section 1) from one Generator.
@@ -257,28 +338,42 @@ class _Sampler:
         self.cdf = cdf
         G = max(self.K, 16)
         self.guide = np.searchsorted(cdf, np.arange(G) / G, side="right").astype(np.int64)
+        self._bufs = {}
 
-    def draw(self, rng, B, query=None):
-        """``(feats (B, N+1), z (B, K), noise (B, N) or (0, 0))``; ``query`` fixes ``x_q = v_query``."""
+    def draw(self, rng, B, query=None, reuse=False):
+        """``(feats (B, N+1), z (B, K), noise (B, N) or (0, 0))``; ``query`` fixes ``x_q = v_query``.
+
+        ``reuse=True`` writes into buffers kept from the previous call of the same size
+        (valid until the next such call): fresh multi-megabyte arrays every step cost
+        page faults comparable to the whole kernel.  The draws are the same either way.
+        """
         N, K = self.N, self.K
-        feats = np.empty((B, N + 1), dtype=np.int64)
-        _features_from_uniforms(rng.random((B, N + 1)), self.cdf, self.guide, feats)
+        bufs = self._bufs.get(B) if reuse else None
+        if bufs is None:
+            bufs = (np.empty((B, N + 1)), np.empty((B, N + 1), dtype=np.int64), np.empty((B, K)),
+                    np.empty((B, N)) if self.sigma2 > 0.0 else np.empty((0, 0)))
+            if reuse:
+                self._bufs = {B: bufs}
+        u, feats, z, noise = bufs
+        rng.random(out=u)
+        _features_from_uniforms(u, self.cdf, self.guide, feats)
         if query is not None:
             feats[:, N] = query
         if self.task == "gaussian":
-            z = rng.standard_normal((B, K))
+            rng.standard_normal(out=z)
         else:
             w = 2.0 * rng.integers(0, 2, size=(B, self.V.shape[0])).astype(np.float64) - 1.0
-            z = np.ascontiguousarray(w @ self.V)
+            np.matmul(w, self.V, out=z)
         if self.sigma2 > 0.0:
-            noise = np.sqrt(self.sigma2) * rng.standard_normal((B, N))
-        else:
-            noise = np.empty((0, 0))
+            rng.standard_normal(out=noise)
+            noise *= np.sqrt(self.sigma2)
         return feats, z, noise
 
 
-def _batch(theta, feats, z, noise):
+def _batch(theta, feats, z, noise, out=None):
     """Per-prompt losses ``(B,)`` and theta-column gradients ``(B, K)`` on one batch.
+
+    ``out``: optional ``(loss, g)`` buffers to write into.
 
     Batches of fewer than ``_PARALLEL_MIN_TOKENS`` tokens run in one thread: below
     that, thread start-up and barrier waits cost more than they save (on a 2-core
@@ -286,8 +381,7 @@ def _batch(theta, feats, z, noise):
     """
     B, N1 = feats.shape
     K = theta.shape[0]
-    loss = np.empty(B)
-    g = np.empty((B, K))
+    loss, g = (np.empty(B), np.empty((B, K))) if out is None else out
     theta_cols = np.ascontiguousarray(theta.T)
     if B * N1 < _PARALLEL_MIN_TOKENS or numba.get_num_threads() == 1:
         _loss_grad_serial(theta_cols, feats, z, noise, loss, g)
@@ -473,7 +567,7 @@ def _evaluate(theta, sampler, rng, p, n_eval):
         feats, z, noise = sampler.draw(rng, n_eval, query=k)
         loss, _ = _batch(theta, feats, z, noise)
         L_k[k] = loss.mean()
-        se[k] = loss.std(ddof=1) / np.sqrt(n_eval) if n_eval > 1 else np.inf
+        se[k] = loss.std(ddof=1) / np.sqrt(n_eval)
     return L_k, se, float(p @ L_k), float(np.sqrt(np.sum((p * se) ** 2)))
 
 
@@ -537,7 +631,7 @@ def train_mc(
         Kind of ``V`` drawn when ``V`` is not given.
     record_at : array of int in ``[0, steps]``, optional
         Steps at which to record (default: about 40 log-spaced steps and 0).
-    n_eval : int >= 0
+    n_eval : int, 0 or >= 2
         Evaluation prompts per query feature for ``L_k`` (0: do not estimate ``L_k``).
     random_state : None, int, SeedSequence or numpy.random.Generator
         Three independent children are spawned: features, training prompts, evaluation prompts.
@@ -566,6 +660,8 @@ def train_mc(
     _check_choice(task, "task", _TASKS)
     _check_choice(features, "features", ("random", "standard"))
     n_eval = _as_int(n_eval, "n_eval", 0)
+    if n_eval == 1:
+        raise ValueError("n_eval must be 0 (no evaluation) or >= 2 (a standard error needs two prompts)")
     rec = _check_record_at(record_at, steps)
     rng_v, rng_train, rng_eval = _spawn(random_state, 3)
     V = make_features(K, d, kind=features, random_state=rng_v) if V is None else _check_V(V, K, d)
@@ -600,15 +696,17 @@ def train_mc(
 
     def diverge(t, what, n_rec):
         msg = (f"Monte Carlo training diverged at step {t}: {what} is not finite "
-               f"(eta={eta:g}); try a smaller eta. Records made before step {t} are in .result")
+               f"(eta={eta:g}); try a smaller eta. The records made so far are in .result")
         return DivergenceError(msg, t, result(n_rec, t))
 
+    work = (np.empty(batch), np.empty((batch, K)))  # per-prompt losses and gradients, reused
+    theta = np.empty((K, K))
+    _step(Q, V, np.zeros((K, K)), 0.0, theta)  # theta = V^T Q0 V; Q unchanged
     j = 0  # next record
     for t in range(steps + 1):
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is caught just below
-            theta = V.T @ Q @ V
+        # here theta = V^T Q V of the current Q (recomputed from Q after every update)
         if not (np.all(np.isfinite(Q)) and np.all(np.isfinite(theta))):
-            raise diverge(t, "Q", j)
+            raise diverge(t, "Q or theta = V^T Q V", j)
         if j < T and rec[j] == t:
             theta_rec[j] = theta
             off_rec[j] = _fro(Q - V @ theta @ V.T)
@@ -617,13 +715,13 @@ def train_mc(
             j += 1
         if t == steps:
             break
-        feats, z, noise = fixed if mode == "empirical" else sampler.draw(rng_train, B)
-        loss, g = _batch(theta, feats, z, noise)
+        feats, z, noise = fixed if mode == "empirical" else sampler.draw(rng_train, B, reuse=True)
+        loss, g = _batch(theta, feats, z, noise, out=work)
         train_loss[t] = loss.mean()
         if not np.isfinite(train_loss[t]):
             raise diverge(t, "the loss", j)
         G = _mean_grad_theta(g, np.ascontiguousarray(feats[:, N]), K)
-        Q -= eta * (V @ G @ V.T)
+        _step(Q, V, G, eta, theta)  # Q <- Q - eta * grad_Q (d x d), theta <- V^T Q V
     return result(T, steps)
 
 
