@@ -164,7 +164,10 @@ class SoftmaxICL:
                           sigma2=self.sigma2, record_at=record_at, random_state=random_state, **kwargs)
         coords = np.stack([np.stack([self.reduce_full(th) for th in rep]) for rep in mc.theta])
         own = self.structure.owner()
-        L_f = np.stack([mc.L_k[..., own == f].mean(axis=-1) for f in range(self.structure.F)], axis=-1)
+        if mc.L_k is None:  # n_eval = 0: no evaluation set
+            L_f = np.full(coords.shape[:2] + (self.structure.F,), np.nan)
+        else:
+            L_f = np.stack([mc.L_k[..., own == f].mean(axis=-1) for f in range(self.structure.F)], axis=-1)
         return coords, L_f, mc.off_span
 
     def reduce_full(self, theta) -> np.ndarray:
