@@ -12,7 +12,10 @@ Threshold.  With ``R`` replicas the studentised mean ``(mean - exact) / SE`` has
 independent and, for a large batch, nearly Gaussian).  Over ``m`` tracked (coordinate, time)
 pairs a Bonferroni correction at family-wise level ``alpha`` gives the threshold
 ``t_{R-1}^{-1}(1 - alpha / (2 m))``; the check fails if any ``|z|`` exceeds it.  Note that
-SGD's mean differs from population GD by ``O(eta^2 / B)``: use a large batch ``B``.
+SGD's mean differs from population GD by ``O(eta^2 / B)``: use a large batch ``B``.  The
+replicas' ``L_k`` is the loss at their own noisy ``theta``, so it exceeds the exact ``L_k``
+by a second-order term in the coordinates' sampling noise (``L_k`` is smooth in ``theta``);
+with a large batch this stays inside the band, but it is the first quantity to leave it.
 
 ``python -m dynamics.crosscheck`` writes ``crosscheck.npz``, ``crosscheck.md`` (table),
 ``overlay.png`` and ``difference.png``, and exits 1 when the check fails (2 on bad input).
@@ -137,6 +140,7 @@ def figures(cc: CrossCheck, outdir):
             ax.set_xlabel("GD iteration t", fontsize=8)
             if j == 0:
                 ax.legend(fontsize=7)
+        fig.tight_layout()
         paths.append(_save(fig, os.path.join(outdir, f"{kind}.png")))
     return paths
 
