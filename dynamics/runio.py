@@ -31,19 +31,11 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
 def atomic_savez(path: str, **arrays) -> None:
     """``numpy.savez`` that never leaves a half-written file at ``path``."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp_", suffix=".npz")
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_json(path: str, obj) -> None:
