@@ -158,7 +158,7 @@ def make_model(K=10, N=100, preset="imbalanced", p1=0.5, p=None, sigma2=0.0, h=N
 
 def simulate(model=None, *, eta=1.0, steps=10_000, method="gd", init=None, snapshots=200, record_steps=None,
              eps=None, patience=50, progress=False, chunk=None, checkpoint_every=None, on_checkpoint=None,
-             resume=None, flow_rtol=1e-10, flow_atol=1e-13, **model_kwargs) -> SimulationResult:
+             resume=None, flow_rtol=1e-8, flow_atol=1e-12, **model_kwargs) -> SimulationResult:
     """Exact population gradient descent (``gd``) or gradient flow (``flow``) of the paper's model.
 
     Parameters
