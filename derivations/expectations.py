@@ -153,9 +153,7 @@ def expectation_integrand(expr: sp.Expr, roles: tuple) -> dict:
     """
     expr = sp.expand(expr)
     out: dict = {}
-    variables = [c[r] for r in roles] + [a[r] for r in roles] + [Z]
     poly = sp.Poly(expr.subs(Z, 1 / sp.Symbol("invZ")), *[c[r] for r in roles], *[a[r] for r in roles], sp.Symbol("invZ"))
-    del variables
     nroles = len(roles)
     for monom, coef in poly.terms():
         ce, ae, rr = monom[:nroles], monom[nroles:2 * nroles], monom[-1]

@@ -22,7 +22,6 @@ with a large batch this stays inside the band, but it is the first quantity to l
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from dataclasses import dataclass

@@ -1,6 +1,5 @@
 """The simulator against the brute-force oracle, the gradient flow, and the paper's invariants."""
 import json
-import os
 import subprocess
 import sys
 
