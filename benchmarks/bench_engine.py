@@ -20,9 +20,9 @@ import numba
 import numpy as np
 
 import dynamics
-from dynamics._numba import jit
-from dynamics.classes import ClassStructure
-from dynamics.exact import DEFAULT_H, reduced_kernel, tail_weights
+from dynamics.core.jit import jit
+from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
 
 
 @jit

@@ -1,6 +1,6 @@
 """Throughput of the Monte Carlo trainer of the full matrix Q (MODEL.md section 5).
 
-Prints prompts per second of :func:`dynamics.montecarlo.train_mc` (online SGD, numba,
+Prints prompts per second of :func:`dynamics.models.huang2024.montecarlo.train_mc` (online SGD, numba,
 float64) after compilation, and -- when ``torch`` imports -- of the same training loop
 written the way a user would write it in PyTorch (float64, autograd on a d x d ``Q``,
 prompts materialised as tensors ``X (B, N, d)``, ``xq (B, d)``, ``w (B, d)``), in the same
@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import numba  # noqa: E402
 
-from dynamics.montecarlo import make_features, train_mc  # noqa: E402
+from dynamics.models.huang2024.montecarlo import make_features, train_mc  # noqa: E402
 
 CASES = [  # (K, d, N, B): K = d as in the brief; B chosen so a step is ~1e5-3e5 tokens
     (20, 20, 100, 1000),

@@ -13,10 +13,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "population_loss_grad": "dynamics.engine",
-    "reduced_loss_grad": "dynamics.engine",
-    "ClassStructure": "dynamics.classes",
-    "population_loss_grad_bruteforce": "dynamics.bruteforce",
+    "population_loss_grad": "dynamics.models.huang2024.engine",
+    "reduced_loss_grad": "dynamics.models.huang2024.engine",
+    "ClassStructure": "dynamics.models.huang2024.classes",
+    "population_loss_grad_bruteforce": "dynamics.models.huang2024.bruteforce",
 }
 
 

@@ -112,7 +112,7 @@ def resolve(args) -> dict:
 
 
 def run(cfg: dict, resume_state=None, progress=True) -> int:
-    from dynamics import figures, runio
+    from dynamics.models.huang2024 import figures; from dynamics.core import atomic as runio
     from dynamics.simulate import SimulationDiverged, make_model, simulate
 
     out = cfg["out"]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from dynamics import runio
+from dynamics.core import atomic as runio
 from dynamics.simulate import make_model, simulate, snapshot_steps
 
 
@@ -115,7 +115,7 @@ def figures(cc: CrossCheck, outdir):
     """``overlay.png`` (exact solid, replica mean dashed, +-2 SE band) and ``difference.png``."""
     import matplotlib.pyplot as plt
 
-    from dynamics.figures import _save
+    from dynamics.models.huang2024.figures import _save
 
     m = len(cc.names)
     cols = min(4, m)

@@ -9,7 +9,7 @@ sizes (seconds, for tests).  Targets (``docs/REPRODUCE.md`` shows the figures):
 - ``attention``: the expected attention map ``E[Attn_n | x_q = v_k]`` at several iterations
   (attention concentration, ``(1 - Attn_k)^2 <= O(eps)``).
 - ``phases``: the balanced two phases and an under-represented feature's four phases
-  (:mod:`dynamics.phases`), shaded over ``A_k``, ``B_{k,1}``, ``B_{k,n}`` and ``Attn_k``.
+  (:mod:`dynamics.models.huang2024.phases`), shaded over ``A_k``, ``B_{k,1}``, ``B_{k,n}`` and ``Attn_k``.
 - ``scaling``: ``T_1(eps)`` and ``T_k(K, eps)`` from ``K = 10`` to ``10^5`` with ``N = K^2``
   (gradient flow, via the sweep runner :mod:`dynamics.sweep`), fitted exponents beside the
   theorem's ``T_1 = O(log(eps^-1/2) / (eta eps))`` and
@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from dynamics.figures import _save, plt
-from dynamics.runio import atomic_write_bytes, atomic_write_json
+from dynamics.models.huang2024.figures import _save, plt
+from dynamics.core.atomic import atomic_write_bytes, atomic_write_json
 
 TARGETS = ("stagewise", "attention", "phases", "scaling", "empirical")
 
@@ -191,9 +191,9 @@ def _shade(ax, ph, tmin):
 
 
 def phases(out=None, quick=False, workers=None, processes=True):
-    """The paper's training phases (:mod:`dynamics.phases`): balanced two phases, an
+    """The paper's training phases (:mod:`dynamics.models.huang2024.phases`): balanced two phases, an
     under-represented feature's four phases; transition-time tables."""
-    from dynamics.phases import all_phases, detect_phases
+    from dynamics.models.huang2024.phases import all_phases, detect_phases
     from dynamics.sweep import load_sweep, run_sweep
 
     out = _out(out, "phases")
@@ -240,7 +240,7 @@ def phases(out=None, quick=False, workers=None, processes=True):
         for a in axes[:, c]:
             _shade(a, ph, t[0])
     fig.subplots_adjust(wspace=0.4)
-    fig.suptitle(f"Training phases (boundaries: dynamics.phases, eps = {eps:g})", fontsize=11)
+    fig.suptitle(f"Training phases (boundaries: dynamics.models.huang2024.phases, eps = {eps:g})", fontsize=11)
     _save(fig, os.path.join(out, "phases.png"))
     rows = []
     for name, ph in (("balanced", ph_bal), ("imbalanced, dominant", ph_dom), ("imbalanced, under-represented", ph_rare)):
@@ -374,10 +374,10 @@ def scaling(out=None, quick=False, workers=None, processes=True):
 # --------------------------------------------------------------------------- empirical
 def empirical(out=None, quick=False, seed=2024):
     """The paper's experimental protocol against the exact population dynamics: full-batch GD on
-    a fixed training set of ``M`` prompts (:func:`dynamics.montecarlo.train_mc`, ``mode =
+    a fixed training set of ``M`` prompts (:func:`dynamics.models.huang2024.montecarlo.train_mc`, ``mode =
     "empirical"``; the paper uses ``M = 300``) compared with exact population GD (MODEL.md
     sections 2-5): ``L_k`` (Monte Carlo estimate on fresh prompts) and ``A_k = theta[k, k]``."""
-    from dynamics.montecarlo import train_mc
+    from dynamics.models.huang2024.montecarlo import train_mc
     from dynamics.simulate import simulate
 
     out = _out(out, "empirical")

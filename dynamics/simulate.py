@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from dynamics import validate
-from dynamics.classes import ClassStructure
-from dynamics.models import NONFINITE, OK, RISING, STOPPED, SoftmaxICL
+from dynamics.core import validate
+from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.model import NONFINITE, OK, RISING, STOPPED, SoftmaxICL
 
 METHODS = ("gd", "flow")
 

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dynamics.runio import atomic_savez, git_commit, versions
+from dynamics.core.atomic import atomic_savez, git_commit, versions
 
 FORMAT = "icl-dynamics-sweep/1"
 CRASH_ENV = "ICL_SWEEP_CRASH_ONCE"
@@ -107,7 +107,7 @@ class SoftmaxICLSweep:
         L_k_at=Output("iter_list", ("t", "query_class"), "L_k at the given GD iterations"),
         coords_at=Output("iter_list", ("t", "query_class", "coord"), "[A_k, B_{k,n} per class] at iterations"),
         attn_at=Output("iter_list", ("t", "query_class", "coord"), "E[Attn_n | x_q = v_k] at iterations"),
-        phase_times=Output("eps", ("query_class", "boundary"), "phase boundaries (dynamics.phases) with this eps"),
+        phase_times=Output("eps", ("query_class", "boundary"), "phase boundaries (dynamics.models.huang2024.phases) with this eps"),
     )
 
     def build(self, params):
@@ -127,7 +127,7 @@ class SoftmaxICLSweep:
             if params[k] < low:
                 raise ValueError(f"parameter {k} must be >= {low}, got {params[k]!r}")
         if "phase_times" in outputs:
-            from dynamics.phases import phase_setting
+            from dynamics.models.huang2024.phases import phase_setting
 
             for f in range(model.structure.F):
                 phase_setting(model.structure, f)
@@ -176,7 +176,7 @@ class SoftmaxICLSweep:
             elif name == "attn_at":
                 v = at_times(res.attn)
             elif name == "phase_times":
-                from dynamics.phases import MAX_BOUNDARIES, all_phases
+                from dynamics.models.huang2024.phases import MAX_BOUNDARIES, all_phases
 
                 v = np.full((F, MAX_BOUNDARIES), np.nan)
                 for f, ph in enumerate(all_phases(res, eps=arg)):

@@ -4,13 +4,13 @@ import subprocess
 import sys
 import textwrap
 
-from dynamics import _numba
+from dynamics.core import jit as _numba
 
 
 def _helper_file(tmp_path):
     f = tmp_path / "user_kernels.py"
     f.write_text(textwrap.dedent("""
-        from dynamics._numba import jit
+        from dynamics.core.jit import jit
 
         @jit
         def twice(x):
@@ -45,7 +45,7 @@ def test_plain_numba_functions_are_left_alone(tmp_path):
 
 
 def test_environment_variable_turns_caching_off():
-    code = "import dynamics.exact as e; print(type(e.column_expectations._cache).__name__)"
+    code = "import dynamics.models.huang2024.quadrature as e; print(type(e.column_expectations._cache).__name__)"
     env = dict(os.environ)
     env["ICL_DYNAMICS_NUMBA_CACHE"] = "0"
     off = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -53,3 +53,28 @@ def test_environment_variable_turns_caching_off():
     on = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert off.stdout.strip() == "NullCache"
     assert on.stdout.strip() != "NullCache"
+
+
+def test_hash_covers_nested_subpackages(tmp_path):
+    """A kernel edited (or regenerated) in a model's subpackage changes the key of every cached
+    function: the hash walks the package recursively."""
+    pkg = tmp_path / "dynamics"
+    (pkg / "models" / "m").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    kern = pkg / "models" / "m" / "_kernels.py"
+    kern.write_text("def k(x):\n    return x\n")
+    (pkg / "models" / "m" / "notes.txt").write_text("not source")
+    h1 = _numba.source_hash(str(pkg))
+    (pkg / "models" / "m" / "notes.txt").write_text("still not source")
+    assert _numba.source_hash(str(pkg)) == h1  # only .py files count
+    kern.write_text("def k(x):\n    return 2 * x\n")
+    assert _numba.source_hash(str(pkg)) != h1
+    # The real package's hash includes the generated kernels of the Huang subpackage.
+    assert os.path.exists(os.path.join(_numba.PKG_DIR, "models", "huang2024", "_kernels.py"))
+
+
+def test_functions_in_subpackages_use_the_package_locator():
+    from dynamics.models.huang2024 import quadrature
+
+    f = quadrature.column_expectations.py_func
+    assert _numba._PackageHashLocator.from_function(f, f.__code__.co_filename) is not None

@@ -1,4 +1,4 @@
-"""Reproduction targets (dynamics.reproduce) and phase detection (dynamics.phases): the numbers
+"""Reproduction targets (dynamics.reproduce) and phase detection (dynamics.models.huang2024.phases): the numbers
 behind each figure are checked against the paper's claims, not only that files exist."""
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dynamics import reproduce
-from dynamics.phases import detect_phases, phase_setting
+from dynamics.models.huang2024.phases import detect_phases, phase_setting
 from dynamics.simulate import simulate
 from dynamics.sweep import load_sweep
 

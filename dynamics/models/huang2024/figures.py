@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dynamics.runio import atomic_write_bytes  # noqa: E402
+from dynamics.core.atomic import atomic_write_bytes  # noqa: E402
 
 
 def _save(fig, path):

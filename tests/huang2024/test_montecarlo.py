@@ -1,6 +1,6 @@
-"""Monte Carlo training of the full matrix Q (dynamics.montecarlo) against the exact oracle.
+"""Monte Carlo training of the full matrix Q (dynamics.models.huang2024.montecarlo) against the exact oracle.
 
-The independent reference is :func:`dynamics.bruteforce.population_loss_grad_bruteforce`
+The independent reference is :func:`dynamics.models.huang2024.bruteforce.population_loss_grad_bruteforce`
 (exact population loss and gradient w.r.t. ``theta`` by enumerating count vectors).
 With orthonormal features ``dL/dQ = V (dL/dtheta) V^T`` (MODEL.md section 2).
 
@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
-from dynamics import montecarlo as mc
-from dynamics.bruteforce import population_loss_grad_bruteforce
-from dynamics.montecarlo import DivergenceError, make_features, mc_gradient, run_replicas, train_mc
+from dynamics.models.huang2024 import montecarlo as mc
+from dynamics.models.huang2024.bruteforce import population_loss_grad_bruteforce
+from dynamics.models.huang2024.montecarlo import DivergenceError, make_features, mc_gradient, run_replicas, train_mc
 
 P_IMB = np.array([0.5, 0.5 / 3, 0.5 / 3, 0.5 / 3])  # imbalanced: p_1 = 1/2, the rest equal
 

@@ -35,8 +35,8 @@ import math
 import numpy as np
 from numba import prange
 
-from dynamics import _kernels as kern
-from dynamics._numba import jit
+from dynamics.models.huang2024 import _kernels as kern
+from dynamics.core.jit import jit
 
 DEFAULT_H = 0.2
 """Default trapezoid step in ``x = log t``."""

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynamics import validate
-from dynamics.classes import ClassStructure
-from dynamics.exact import DEFAULT_H, general_kernel, reduced_kernel, tail_weights
+from dynamics.core import validate
+from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.quadrature import DEFAULT_H, general_kernel, reduced_kernel, tail_weights
 
 
 def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):

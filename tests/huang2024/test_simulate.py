@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from dynamics.bruteforce import population_loss_grad_bruteforce
-from dynamics.classes import ClassStructure
-from dynamics.models import SoftmaxICL
+from dynamics.models.huang2024.bruteforce import population_loss_grad_bruteforce
+from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.model import SoftmaxICL
 from dynamics.simulate import SimulationDiverged, simulate
 
 

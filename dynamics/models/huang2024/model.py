@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize
 
-from dynamics import validate
-from dynamics._numba import jit
-from dynamics.classes import ClassStructure
-from dynamics.engine import ReducedEvaluation, reduced_loss_grad
-from dynamics.exact import DEFAULT_H, column_expectations, reduced_kernel, tail_weights
+from dynamics.core import validate
+from dynamics.core.jit import jit
+from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.engine import ReducedEvaluation, reduced_loss_grad
+from dynamics.models.huang2024.quadrature import DEFAULT_H, column_expectations, reduced_kernel, tail_weights
 
 OK, STOPPED, NONFINITE, RISING = 0, 1, 2, 3
 """Status codes of :func:`gd_loop`."""
@@ -155,7 +155,7 @@ class SoftmaxICL:
         ``(R, T, F)`` and the norm of ``Q`` outside ``span{v_n v_k^T}`` ``(R, T)``.  Averaging
         over the members of a class is unbiased for the class coordinate by symmetry.
         """
-        from dynamics.montecarlo import run_replicas
+        from dynamics.models.huang2024.montecarlo import run_replicas
 
         K = self.structure.K
         if K > 2000:

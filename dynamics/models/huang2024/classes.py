@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dynamics import validate
+from dynamics.core import validate
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from typing import Optional
 import numba
 import numpy as np
 
-from dynamics._numba import jit
+from dynamics.core.jit import jit
 
 __all__ = ["make_features", "mc_gradient", "train_mc", "run_replicas", "MCResult", "DivergenceError"]
 

@@ -1,0 +1,1 @@
+"""The generic core: model contract, parameters, validation, trajectories, run directories, I/O."""

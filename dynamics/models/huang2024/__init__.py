@@ -1,0 +1,1 @@
+"""Huang, Cheng, Liang, *In-Context Convergence of Transformers* (ICML 2024)."""
