@@ -1,1 +1,26 @@
-"""One subpackage per paper's system; the registry maps the names used on the command line to them."""
+"""One subpackage per paper's system; :data:`REGISTRY` maps the names used on the command line
+(``--model``) and in sweep specs to the model classes (rule 1 of :mod:`dynamics.core.contract`)."""
+from __future__ import annotations
+
+import importlib
+
+REGISTRY = {
+    "huang2024": "dynamics.models.huang2024.model:Huang2024",
+}
+"""Model name -> ``"module:Class"``; adding a model adds one line here."""
+DEFAULT = "huang2024"
+
+
+def names() -> list:
+    """The registered model names."""
+    return list(REGISTRY)
+
+
+def get(name: str):
+    """The model class registered as ``name`` (ParamError naming ``model`` otherwise)."""
+    from dynamics.core.params import ParamError
+
+    if name not in REGISTRY:
+        raise ParamError("model", f"model must be one of {', '.join(REGISTRY)}; got {name!r}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)
