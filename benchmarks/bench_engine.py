@@ -1,35 +1,69 @@
-"""Benchmark of the exact engine (issue: exact population-gradient engine).
+"""Benchmark of the exact engine, today's code against a reference commit in the same run.
 
 Prints
 1. the time of one exact class-reduced gradient of both query classes of the imbalanced
    setting (p1 = 0.5) at N in {10, 1e3, 1e6, 1e9} and K in {10, 1e3, 1e6}, at Q = 0 and at a
    trained-looking state (A = 8, B spread of 8), measured inside a numba loop (no Python
-   overhead) and through the Python API;
-2. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 100, 200, 1000},
-   N = 1e6, on all cores (numba prange over query features).
+   overhead), for this tree and for the reference commit's kernels, plus this tree's Python API;
+2. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 30, 100, 200, 1000},
+   N = 1e6: this tree on one thread, on all threads, with its automatic choice, and the
+   reference commit (always all threads), first on idle cores and then with one busy-looping
+   process per core minus one (``--no-load`` skips the second pass).
 
-Run: python benchmarks/bench_engine.py
+The reference kernels (``quadrature.py`` and ``_kernels.py`` of ``--ref``, default the commit
+before the cancellation-free re-derivation) are read with ``git show`` into a temporary folder.
+
+Run: python benchmarks/bench_engine.py [--ref COMMIT] [--no-load]
 """
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import multiprocessing as mp
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 
 import numba
 import numpy as np
 
-import dynamics
-from dynamics.core.jit import jit
-from dynamics.models.huang2024.classes import ClassStructure
-from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # this tree's package, not an installed one
+
+import dynamics  # noqa: E402
+from dynamics.core.jit import jit  # noqa: E402
+from dynamics.models.huang2024 import quadrature as quad  # noqa: E402
+from dynamics.models.huang2024.classes import ClassStructure  # noqa: E402
+
+REF_DEFAULT = "1b1acef"
 
 
-@jit
-def _loop(reps, coords, p_col, m_col, N, h, grad, L_f, attn):
-    wt = tail_weights(h)
-    for _ in range(reps):
-        reduced_kernel(coords, p_col, m_col, N, 0.0, h, wt, grad, L_f, attn)
+def load_reference(commit: str):
+    """The reference commit's ``quadrature`` module (with its own generated kernels)."""
+    tmp = tempfile.mkdtemp(prefix="bench_ref_")
+    for name, dest in (("_kernels.py", "ref_kernels.py"), ("quadrature.py", "ref_quadrature.py")):
+        src = subprocess.run(["git", "-C", REPO, "show", f"{commit}:dynamics/models/huang2024/{name}"],
+                             check=True, capture_output=True, text=True).stdout
+        src = src.replace("from dynamics.models.huang2024 import _kernels as kern", "import ref_kernels as kern")
+        with open(os.path.join(tmp, dest), "w") as fh:
+            fh.write(src)
+    sys.path.insert(0, tmp)
+    spec = importlib.util.spec_from_file_location("ref_quadrature", os.path.join(tmp, "ref_quadrature.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def make_loop(kernel, tails):
+    @jit(cache=False)
+    def loop(reps, coords, p_col, m_col, N, h, grad, L_f, attn):
+        wt = tails(h)
+        for _ in range(reps):
+            kernel(coords, p_col, m_col, N, 0.0, h, wt, grad, L_f, attn)
+    return loop
 
 
 def _best(fn, repeat=5):
@@ -41,37 +75,89 @@ def _best(fn, repeat=5):
     return best
 
 
-def reduced_table():
-    print("Class-reduced exact gradient, imbalanced p1 = 0.5, both query classes (F = 2), one core")
-    print(f"{'state':>8} {'K':>9} {'N':>12} {'numba loop us':>14} {'python API us':>14}")
+def reduced_table(ref):
+    loops = {"this tree": make_loop(quad.reduced_kernel, quad.tail_weights),
+             "reference": make_loop(ref.reduced_kernel, ref.tail_weights)}
+    print("Class-reduced exact gradient, imbalanced p1 = 0.5, both query classes (F = 2), one core, us per call")
+    print(f"{'state':>8} {'K':>9} {'N':>12} {'this tree':>10} {'reference':>10} {'ratio':>6} {'API':>8}")
     states = {"Q=0": np.zeros((2, 3)), "trained": np.array([[8.0, 0.0, 0.0], [8.0, 2.0, -6.0]])}
+    h = quad.DEFAULT_H
     for label, coords in states.items():
         for K in (10, 10**3, 10**6):
             s = ClassStructure.imbalanced(K, 0.5)
             p_col, m_col = s.column_tables()
             for N in (10, 10**3, 10**6, 10**9):
                 grad, L_f, attn = np.empty((2, 3)), np.empty(2), np.empty((2, 3))
-                _loop(1, coords, p_col, m_col, float(N), DEFAULT_H, grad, L_f, attn)
+                t = {}
+                for name, loop in loops.items():
+                    loop(1, coords, p_col, m_col, float(N), h, grad, L_f, attn)
                 reps = 2000
-                t = _best(lambda: _loop(reps, coords, p_col, m_col, float(N), DEFAULT_H, grad, L_f, attn)) / reps
+                for _ in range(2):  # interleaved, best of both rounds
+                    for name, loop in loops.items():
+                        dt = _best(lambda: loop(reps, coords, p_col, m_col, float(N), h, grad, L_f, attn)) / reps
+                        t[name] = min(t.get(name, np.inf), dt)
                 t_api = _best(lambda: [dynamics.reduced_loss_grad(coords, s, N) for _ in range(200)]) / 200
-                print(f"{label:>8} {K:>9} {N:>12} {t * 1e6:>14.2f} {t_api * 1e6:>14.2f}")
+                a, b = t["this tree"], t["reference"]
+                print(f"{label:>8} {K:>9} {N:>12} {a * 1e6:>10.2f} {b * 1e6:>10.2f} {a / b:>6.2f} {t_api * 1e6:>8.1f}")
 
 
-def general_table():
-    print(f"\nFull K x K exact gradient, general p (Dirichlet), N = 1e6, {numba.get_num_threads()} threads")
-    print(f"{'K':>6} {'ms':>10}")
+def _burn(stop):
+    x = 0.0
+    while not stop.is_set():
+        for i in range(100000):
+            x += i * 1e-9
+
+
+def general_table(ref, load):
     rng = np.random.default_rng(0)
-    for K in (10, 100, 200, 1000):
-        p = rng.dirichlet(np.ones(K))
-        theta = rng.normal(scale=2.0, size=(K, K))
-        dynamics.population_loss_grad(theta, p, 10**6)
-        t = _best(lambda: dynamics.population_loss_grad(theta, p, 10**6), repeat=3 if K < 1000 else 1)
-        print(f"{K:>6} {t * 1e3:>10.2f}")
+    title = "with the other core(s) busy" if load else "idle"
+    print(f"\nFull K x K exact gradient, general p (Dirichlet), N = 1e6, {numba.get_num_threads()} threads available, {title}; ms")
+    print(f"{'K':>6} {'serial':>9} {'parallel':>9} {'auto':>9} {'reference':>10}")
+    procs, stop = [], None
+    if load:
+        stop = mp.Event()
+        procs = [mp.Process(target=_burn, args=(stop,)) for _ in range(max(1, (os.cpu_count() or 2) - 1))]
+        for pr in procs:
+            pr.start()
+    try:
+        for K in (10, 30, 100, 200, 1000):
+            p = rng.dirichlet(np.ones(K))
+            theta = rng.normal(scale=2.0, size=(K, K))
+            N, h = 1e6, quad.DEFAULT_H
+            gp, gn, at, parts = np.empty((K, K)), np.empty((K, K)), np.empty((K, K)), np.empty((K, quad.N_PARTS))
+            g, Lk = np.empty((K, K)), np.empty(K)
+            runs = {
+                "serial": lambda: quad.general_terms(theta, p, N, 0.0, h, gp, gn, at, parts, 0, False),
+                "parallel": lambda: quad.general_terms(theta, p, N, 0.0, h, gp, gn, at, parts, 1, False),
+                "auto": lambda: quad.general_kernel(theta, p, N, 0.0, h, g, Lk, at),
+                "reference": lambda: ref.general_kernel(theta, p, N, 0.0, h, g, Lk, at),
+            }
+            row = []
+            for name, fn in runs.items():
+                fn()
+                row.append(_best(fn, repeat=5 if K <= 200 else 2) * 1e3)
+            print(f"{K:>6} " + " ".join(f"{v:>9.3f}" for v in row[:3]) + f" {row[3]:>10.3f}")
+    finally:
+        if load:
+            stop.set()
+            for pr in procs:
+                pr.join()
 
 
 if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ref", default=REF_DEFAULT, help="git commit of the reference kernels")
+    ap.add_argument("--no-load", action="store_true", help="skip the general-kernel pass under load")
+    ap.add_argument("--only", choices=("reduced", "general"), help="run one table")
+    args = ap.parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    print(f"machine: {cpu}, {os.cpu_count()} cores; numba {numba.__version__}, numpy {np.__version__}\n")
-    reduced_table()
-    general_table()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
+          f"numba {numba.__version__} ({numba.config.THREADING_LAYER} threading layer requested), numpy {np.__version__}")
+    print(f"this tree: {os.path.dirname(dynamics.__file__)}; reference: {args.ref}\n")
+    ref = load_reference(args.ref)
+    if args.only != "general":
+        reduced_table(ref)
+    if args.only != "reduced":
+        general_table(ref, load=False)
+        if not args.no_load:
+            general_table(ref, load=True)

@@ -65,6 +65,12 @@ CUT_BOUND = 1e3
 """Bound on ``(per-prompt value) x max_y Gamma(r, y) e^{y/2} / (r-1)!`` for every quantity (< 20 here)."""
 CUT_REL = 1e-17
 """What the adaptive right cut may leave out of any integral, relative to that integral."""
+U_FLUSH = 50.0
+"""Beyond ``u_g = t a_g = U_FLUSH`` the class's ``q_g = p_g e^{-u_g}`` is set to 0 (and
+``1 - e^{-u_g}`` to 1): consistently in every moment, this drops the prompts with ``c_g >= 1``
+from the rest of the integrals.  For those ``tZ >= t a_g >= U_FLUSH``, so what is dropped is at
+most ``Gamma(3, U_FLUSH) / 2 = 2.5e-19`` of each (positive) quantity.  It spares the tiny and
+subnormal products of ``q_g`` (slow on most CPUs) and the ``exp`` calls."""
 MAX_SPREAD = 1e4
 """Largest ``max theta - min theta`` within a column (the node count grows like spread / h)."""
 N_PARTS = 4
@@ -130,14 +136,14 @@ def _log_phi(U, phi):
 
 
 @jit
-def _scaled_power(e, log_scale, scale):
-    """``scale * exp(e)`` without underflow of ``exp(e)`` alone (``log_scale = log(scale)``)."""
+def _scaled_power(e, scale):
+    """``scale * exp(e)`` (``scale >= 1``) without underflow of ``exp(e)`` alone."""
     if e > -700.0:
         return scale * math.exp(e)
-    return math.exp(e + log_scale)
+    return math.exp(e + math.log(scale))
 
 
-WORK_ROWS = 14
+WORK_ROWS = 17
 """Rows of the scratch array of :func:`column_core` (each of length ``max(G, 64)``)."""
 
 
@@ -185,8 +191,9 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
 
     With ``split = False`` the query feature's presence is not split off: ``parts[0]`` holds the
     whole ``E[ell_k]``, ``parts[1] = 0``, ``parts[2] = 1 - E[Attn_k]`` (each still a single
-    positive integral, to the same relative accuracy), at the cost of the unsplit engine; the
-    gradient and attention outputs are the same in both modes.
+    positive integral, to the same relative accuracy) and ``parts[3]`` is not computed (NaN),
+    at about the cost of the unsplit engine; the gradient and attention outputs are the same
+    in both modes.
     """
     G = theta.shape[0]
     pn = work[0]
@@ -203,6 +210,9 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     hist_P1 = work[11]
     hist_Pp0 = work[12]
     hist_Pa0 = work[13]
+    suf11 = work[14]
+    suf21 = work[15]
+    suf22 = work[16]
     total = 0.0
     thmax = -np.inf
     thmin = np.inf
@@ -230,16 +240,16 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         acc_pos[g] = 0.0
         acc_neg[g] = 0.0
     pk = pn[own]
-    A0 = math.exp(N * math.log1p(-pk)) if pk < 1.0 else 0.0  # (1 - p_k)^N: query feature absent
+    # (1 - p_k)^N, the query feature absent (only needed when split off)
+    A0 = (math.exp(N * math.log1p(-pk)) if pk < 1.0 else 0.0) if split else np.nan
     M = N - 3.0
     N3 = N * (N - 1.0) * (N - 2.0)
-    logN3 = math.log(N3) if N >= 3.0 else 0.0
     r1 = 1.0 / N
     r2 = 1.0 / (N - 1.0) if N >= 2.0 else 0.0
     r3 = 1.0 / (N - 2.0) if N >= 3.0 else 0.0
     # The absent-feature moments Pa_J <= N_(J) (1 - p_k)^(N-J) are computed only where they can be
     # non-zero in float64 (and, below, until they underflow).
-    absent_on = split and pk < 1.0 and (N <= 3.0 or M * math.log1p(-pk) + logN3 > -745.0)
+    absent_on = split and pk < 1.0 and (N <= 3.0 or M * math.log1p(-pk) + math.log(N3) > -745.0)
     A_split = A0 if split else 0.0  # the exact absent constants enter only when split off
     x_lo = math.log(DELTA / N)
     x_hi = math.log(LCUT / N) + (thmax - thmin)
@@ -248,6 +258,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     cut_on = lag <= 63
     bound = CUT_BOUND * (1.0 + sigma2)
     grads_vanish = N < 2.0  # one token: every gradient is exactly 0 (the integrands vanish)
+    g_fail = 0
     a0 = 0.0  # the own quantities, in the order of kern.OWN_NAMES
     a1 = 0.0
     a2 = 0.0
@@ -267,9 +278,12 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         else:
             w1 = w2 = w3 = h
         # Per-class node quantities; sums over the classes other than `own`, all of positive
-        # terms; U_o (compensated) and the prefix sums serve the sums that exclude one class.
+        # terms: U_o = sum p (1 - e^{-u}) (compensated: its relative error is amplified by up to
+        # |N log phi| <= 745 in phi^N) and prefix sums (for the sums that exclude one class).
         Uo = 0.0
         Uc = 0.0
+        Ub = 0.0
+        nb = 0
         phio = 0.0
         s11 = 0.0
         s21 = 0.0
@@ -288,7 +302,10 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
             # also carries q_g: clamping keeps u^3 finite (no inf * 0) and changes no value.
             if not ug < 800.0:
                 ug = 800.0
-            if ug < _LOG2:  # 1 - e^{-u} from expm1 (no cancellation), e^{-u} >= 1/2 from it
+            if ug > U_FLUSH:  # see U_FLUSH: prompts with c_g >= 1 are done from here on
+                eg = 0.0
+                wg = 1.0
+            elif ug < _LOG2:  # 1 - e^{-u} from expm1 (no cancellation), e^{-u} >= 1/2 from it
                 if ug < 1e-3:  # Taylor: the omitted u^5/120 is below 1e-17 relative, no libm call
                     em = -ug * (1.0 - ug * (0.5 - ug * (1.0 / 6.0 - ug * (1.0 / 24.0))))
                 else:
@@ -305,15 +322,21 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
                 wk = wg
                 continue
             m = mult[g]
-            y = m * pn[g] * wg - Uc
-            tt = Uo + y
-            Uc = (tt - Uo) - y
-            Uo = tt
+            Ub += m * pn[g] * wg
+            nb += 1
+            if nb == 8:  # blocked compensated sum: error <= ~9 ulp of U at any G, short latency
+                y = Ub - Uc
+                tt = Uo + y
+                Uc = (tt - Uo) - y
+                Uo = tt
+                Ub = 0.0
+                nb = 0
             phio += m * qg
             uq = ug * qg
             s11 += m * uq
             s21 += m * ug * uq
             s22 += m * ug * uq * qg
+        Uo += Ub - Uc
         uk = u[own]
         qk = q[own]
         phi = phio + qk
@@ -330,7 +353,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         Pa0 = 0.0
         if N >= 3.0:
             e3 = M * _log_phi(Uo + pk * wk, phi)  # 1 - phi = U_o + p_k (1 - e^{-u_k})
-            P3 = _scaled_power(e3, logN3, N3)
+            P3 = _scaled_power(e3, N3)
             if P3 == 0.0:
                 break  # every P_J, Pp_J, Pa_J is below P3 and decreases with x
             P2 = P3 * phi * r3
@@ -347,7 +370,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
                 else:
                     e3k = M * _log_phi(pk + Uo, phio)  # 1 - phi_{-k} = p_k + U_o
                     if e3k - e3 < -0.75:  # rho = Pa3 / P3 < e^{-0.75}: the difference loses < 2 ulp
-                        Pa3 = _scaled_power(e3k, logN3, N3)
+                        Pa3 = _scaled_power(e3k, N3)
                         Pp3 = P3 - Pa3
                     else:  # rho close to 1: 1 - rho from expm1 of log rho, itself from log1p
                         em = math.expm1(M * math.log1p(-qk / phi))
@@ -394,28 +417,56 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         a3 += w1 * o3
         a4 += w3 * o4
         a5 += w3 * o5
-        # Other classes, with sums over n not in {k, m} from prefix and suffix sums (no subtraction).
+        # Other classes, with sums over n not in {k, m} from prefix and suffix sums (no
+        # subtraction).  Many classes: the suffix sums first, then one branch-free loop over every
+        # class (the compiler vectorises it; classes without features have q = 0 and get 0, the
+        # own class's entries are overwritten at the end).  Few classes: one loop, skipping those.
         t11 = 0.0
         t21 = 0.0
         t22 = 0.0
-        for g in range(G - 1, -1, -1):
-            if g == own or mult[g] <= 0 or pn[g] == 0.0:
-                continue
-            ug = u[g]
-            qg = q[g]
-            m = mult[g]
-            uq = ug * qg
-            b0, b1, b2 = kern.other_terms(uk, qk, ug, qg,
-                                          pre11[g] + t11 + (m - 1.0) * uq,
-                                          pre21[g] + t21 + (m - 1.0) * ug * uq,
-                                          pre22[g] + t22 + (m - 1.0) * ug * uq * qg,
-                                          P1, P2, P3, sigma2)
-            acc_attn[g] += w1 * b0
-            acc_pos[g] += w3 * b1
-            acc_neg[g] += w3 * b2
-            t11 += m * uq
-            t21 += m * ug * uq
-            t22 += m * ug * uq * qg
+        if G > 8:
+            for g in range(G - 1, -1, -1):
+                suf11[g] = t11
+                suf21[g] = t21
+                suf22[g] = t22
+                if g != own:
+                    ug = u[g]
+                    muq = mult[g] * ug * q[g]
+                    t11 += muq
+                    t21 += ug * muq
+                    t22 += ug * muq * q[g]
+            for g in range(G):
+                ug = u[g]
+                qg = q[g]
+                uq = ug * qg
+                m1 = mult[g] - 1.0
+                b0, b1, b2 = kern.other_terms(uk, qk, ug, qg,
+                                              pre11[g] + suf11[g] + m1 * uq,
+                                              pre21[g] + suf21[g] + m1 * ug * uq,
+                                              pre22[g] + suf22[g] + m1 * ug * uq * qg,
+                                              P1, P2, P3, sigma2)
+                acc_attn[g] += w1 * b0
+                acc_pos[g] += w3 * b1
+                acc_neg[g] += w3 * b2
+        else:
+            for g in range(G - 1, -1, -1):
+                if g == own or mult[g] <= 0 or pn[g] == 0.0:
+                    continue
+                ug = u[g]
+                qg = q[g]
+                m = mult[g]
+                uq = ug * qg
+                b0, b1, b2 = kern.other_terms(uk, qk, ug, qg,
+                                              pre11[g] + t11 + (m - 1.0) * uq,
+                                              pre21[g] + t21 + (m - 1.0) * ug * uq,
+                                              pre22[g] + t22 + (m - 1.0) * ug * uq * qg,
+                                              P1, P2, P3, sigma2)
+                acc_attn[g] += w1 * b0
+                acc_pos[g] += w3 * b1
+                acc_neg[g] += w3 * b2
+                t11 += m * uq
+                t21 += m * ug * uq
+                t22 += m * ug * uq * qg
         # Adaptive right cut, relative to every accumulated quantity.  Each quantity is
         # E[f(c) (tZ)^r e^{-tZ}] / (r-1)! per node with 0 <= f <= F (F < 20 (1 + sigma2)) on a
         # support (all prompts; c_k >= 1; c_k = 0; c_n >= 1), and its integral beyond t is
@@ -432,13 +483,17 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
                     and bound * hist_Pa0[jl] <= CUT_REL * (A_split + a1)):
                 bp1 = bound * hist_P1[jl]
                 stop = bp1 * pk <= CUT_REL * (a3 if grads_vanish else min(a3, a4 + a5))
-                if stop:
-                    for g in range(G):
+                if stop:  # every other class, from the one that failed last time (it usually fails again)
+                    for i in range(G):
+                        g = g_fail + i
+                        if g >= G:
+                            g -= G
                         if g == own or mult[g] <= 0 or pn[g] == 0.0:
                             continue
                         lim = acc_attn[g] if grads_vanish else min(acc_attn[g], acc_pos[g] + acc_neg[g])
                         if not bp1 * pn[g] <= CUT_REL * lim:
                             stop = False
+                            g_fail = g
                             break
                 if stop:
                     break
