@@ -4,11 +4,15 @@ Prints
 1. the time of one exact class-reduced gradient of both query classes of the imbalanced
    setting (p1 = 0.5) at N in {10, 1e3, 1e6, 1e9} and K in {10, 1e3, 1e6}, at Q = 0 and at a
    trained-looking state (A = 8, B spread of 8), measured inside a numba loop (no Python
-   overhead), for this tree and for the reference commit's kernels, plus this tree's Python API;
-2. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 30, 100, 200, 1000},
-   N = 1e6: this tree on one thread, on all threads, with its automatic choice, and the
-   reference commit (always all threads), first on idle cores and then with one busy-looping
-   process per core minus one (``--no-load`` skips the second pass).
+   overhead), for this tree's ``reduced_kernel`` and the reference commit's, both at their
+   default step h (best of interleaved rounds), then this tree's ``reduced_terms`` (every part,
+   the query feature's absence split off) and its Python API ``reduced_loss_grad`` (which
+   returns the parts);
+2. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 30, 100, 200, 400,
+   1000}, N = 1e6: this tree on one thread, on all threads and with its automatic choice
+   (``work`` is its estimate, threads from ``PARALLEL_MIN_WORK`` on), and the reference commit on
+   one thread and on all threads (its only choice), first as the machine is and then with one
+   busy-looping process per core minus one (``--no-load`` skips the second pass).
 
 The reference kernels (``quadrature.py`` and ``_kernels.py`` of ``--ref``, default the commit
 before the cancellation-free re-derivation) are read with ``git show`` into a temporary folder.
@@ -66,6 +70,13 @@ def make_loop(kernel, tails):
     return loop
 
 
+@jit
+def _loop_split(reps, coords, p_col, m_col, N, h, gp, gn, attn, parts):
+    wt = quad.tail_weights(h)
+    for _ in range(reps):
+        quad.reduced_terms(coords, p_col, m_col, N, 0.0, h, wt, gp, gn, attn, parts)
+
+
 def _best(fn, repeat=5):
     best = np.inf
     for _ in range(repeat):
@@ -78,8 +89,9 @@ def _best(fn, repeat=5):
 def reduced_table(ref):
     loops = {"this tree": make_loop(quad.reduced_kernel, quad.tail_weights),
              "reference": make_loop(ref.reduced_kernel, ref.tail_weights)}
+    steps = {"this tree": quad.DEFAULT_H, "reference": ref.DEFAULT_H}  # each at its own default
     print("Class-reduced exact gradient, imbalanced p1 = 0.5, both query classes (F = 2), one core, us per call")
-    print(f"{'state':>8} {'K':>9} {'N':>12} {'this tree':>10} {'reference':>10} {'ratio':>6} {'API':>8}")
+    print(f"{'state':>8} {'K':>9} {'N':>12} {'this tree':>10} {'reference':>10} {'ratio':>6} {'split':>8} {'API':>8}")
     states = {"Q=0": np.zeros((2, 3)), "trained": np.array([[8.0, 0.0, 0.0], [8.0, 2.0, -6.0]])}
     h = quad.DEFAULT_H
     for label, coords in states.items():
@@ -90,15 +102,28 @@ def reduced_table(ref):
                 grad, L_f, attn = np.empty((2, 3)), np.empty(2), np.empty((2, 3))
                 t = {}
                 for name, loop in loops.items():
-                    loop(1, coords, p_col, m_col, float(N), h, grad, L_f, attn)
-                reps = 2000
-                for _ in range(2):  # interleaved, best of both rounds
+                    loop(1, coords, p_col, m_col, float(N), steps[name], grad, L_f, attn)
+                reps = 500
+                for _ in range(8):  # interleaved rounds, best of all (the machine is shared)
                     for name, loop in loops.items():
-                        dt = _best(lambda: loop(reps, coords, p_col, m_col, float(N), h, grad, L_f, attn)) / reps
+                        dt = _best(lambda: loop(reps, coords, p_col, m_col, float(N), steps[name], grad, L_f, attn), 2) / reps
                         t[name] = min(t.get(name, np.inf), dt)
+                gp, gn, parts = np.empty((2, 3)), np.empty((2, 3)), np.empty((2, quad.N_PARTS))
+                _loop_split(1, coords, p_col, m_col, float(N), h, gp, gn, attn, parts)
+                t_split = _best(lambda: _loop_split(reps, coords, p_col, m_col, float(N), h, gp, gn, attn, parts), 8) / reps
                 t_api = _best(lambda: [dynamics.reduced_loss_grad(coords, s, N) for _ in range(200)]) / 200
                 a, b = t["this tree"], t["reference"]
-                print(f"{label:>8} {K:>9} {N:>12} {a * 1e6:>10.2f} {b * 1e6:>10.2f} {a / b:>6.2f} {t_api * 1e6:>8.1f}")
+                print(f"{label:>8} {K:>9} {N:>12} {a * 1e6:>10.2f} {b * 1e6:>10.2f} {a / b:>6.2f} "
+                      f"{t_split * 1e6:>8.2f} {t_api * 1e6:>8.1f}")
+
+
+def _one_thread(fn, *args):
+    n = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        fn(*args)
+    finally:
+        numba.set_num_threads(n)
 
 
 def _burn(stop):
@@ -112,7 +137,7 @@ def general_table(ref, load):
     rng = np.random.default_rng(0)
     title = "with the other core(s) busy" if load else "idle"
     print(f"\nFull K x K exact gradient, general p (Dirichlet), N = 1e6, {numba.get_num_threads()} threads available, {title}; ms")
-    print(f"{'K':>6} {'serial':>9} {'parallel':>9} {'auto':>9} {'reference':>10}")
+    print(f"{'K':>6} {'work':>9} {'serial':>9} {'parallel':>9} {'auto':>9} {'ref 1 thr':>10} {'ref all':>10}")
     procs, stop = [], None
     if load:
         stop = mp.Event()
@@ -120,7 +145,7 @@ def general_table(ref, load):
         for pr in procs:
             pr.start()
     try:
-        for K in (10, 30, 100, 200, 1000):
+        for K in (10, 30, 100, 200, 400, 1000):
             p = rng.dirichlet(np.ones(K))
             theta = rng.normal(scale=2.0, size=(K, K))
             N, h = 1e6, quad.DEFAULT_H
@@ -130,13 +155,15 @@ def general_table(ref, load):
                 "serial": lambda: quad.general_terms(theta, p, N, 0.0, h, gp, gn, at, parts, 0, False),
                 "parallel": lambda: quad.general_terms(theta, p, N, 0.0, h, gp, gn, at, parts, 1, False),
                 "auto": lambda: quad.general_kernel(theta, p, N, 0.0, h, g, Lk, at),
+                "ref 1 thread": lambda: _one_thread(ref.general_kernel, theta, p, N, 0.0, h, g, Lk, at),
                 "reference": lambda: ref.general_kernel(theta, p, N, 0.0, h, g, Lk, at),
             }
             row = []
             for name, fn in runs.items():
                 fn()
-                row.append(_best(fn, repeat=5 if K <= 200 else 2) * 1e3)
-            print(f"{K:>6} " + " ".join(f"{v:>9.3f}" for v in row[:3]) + f" {row[3]:>10.3f}")
+                row.append(_best(fn, repeat=7 if K <= 200 else 3) * 1e3)
+            work = quad.general_work(theta)
+            print(f"{K:>6} {work:>9.2e} " + " ".join(f"{v:>9.3f}" for v in row[:3]) + f" {row[3]:>10.3f} {row[4]:>10.3f}")
     finally:
         if load:
             stop.set()

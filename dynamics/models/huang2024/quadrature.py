@@ -76,10 +76,11 @@ MAX_SPREAD = 1e4
 N_PARTS = 4
 """Entries of ``parts`` (:func:`column_terms`): ``E[ell_k; c_k >= 1]``, ``E[ell_k; c_k = 0]``,
 ``1 - E[Attn_k]``, ``(1 - p_k)^N``."""
-PARALLEL_MIN_WORK = 4e6
-"""Columns x classes x nodes below which :func:`general_kernel` runs on one thread (see
-benchmarks/RESULTS_numerics.md: below this a parallel region costs more than it saves, and much
-more when the other cores are busy)."""
+PARALLEL_MIN_WORK = 2e7
+"""Estimated columns x classes x nodes (:func:`general_work`; about 5 ns each on one core) below
+which :func:`general_kernel` runs on one thread: K of about 400 at spreads of 10.  Measured
+(benchmarks/RESULTS_numerics.md, 2 cores shared with other jobs): below this a parallel region
+saves little or nothing and costs up to tens of ms when the other core is busy."""
 
 # The order r of each generated integrand fixes its left-tail weights; the loop below is
 # written for these orders (checked here so that a change in the derivation cannot go unseen).
