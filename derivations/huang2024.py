@@ -55,8 +55,11 @@ from sympy.functions.combinatorial.numbers import stirling
 from derivations.printer import REPO, jit_function
 
 # ---------------------------------------------------------------------------------------
-# Symbols.  Roles: k (query's own feature), m (differentiated feature), n, o (generic others).
-ROLES = ("k", "m", "n", "o")
+# Symbols.  Roles: k (query's own feature), m and l (differentiated features), o1..o3 (generic
+# other features, distinct from one another and from the roles).
+ROLES = ("k", "m", "l", "o1", "o2", "o3")
+GENERIC = ("o1", "o2", "o3")
+"""Generic other features: the distinct features of a product of sums over O."""
 c = {r: sp.Symbol(f"c_{r}", nonnegative=True) for r in ROLES}
 a = {r: sp.Symbol(f"a_{r}", positive=True) for r in ROLES}
 u = {r: sp.Symbol(f"u_{r}", nonnegative=True) for r in ROLES}
@@ -66,7 +69,7 @@ Z = sp.Symbol("Z", positive=True)
 sigma2 = sp.Symbol("sigma2", nonnegative=True)
 MODES = ("total", "present", "absent")
 PREFIX = {"total": "P", "present": "Pp", "absent": "Pa"}
-PJ = {(mode, j): sp.Symbol(f"{PREFIX[mode]}{j}", nonnegative=True) for mode in MODES for j in range(4)}
+PJ = {(mode, j): sp.Symbol(f"{PREFIX[mode]}{j}", nonnegative=True) for mode in MODES for j in range(8)}
 O_SUMS = {R: (1, 1), D: (2, 2), W: (1, 2)}
 """Each sum over O as (exponent of c_n, exponent of a_n) of its summand."""
 
@@ -110,12 +113,9 @@ def split_sign(f: Ratio):
 
 
 def loss_ratio(roles) -> Ratio:
-    """``ell_k`` as ``num / Z^2``; with a role ``m`` its terms are written out of R, D, W."""
-    if "m" in roles:
-        xm = c["m"] * a["m"]
-        num = (xm + R) ** 2 + xm**2 + D + sigma2 * (c["k"] * a["k"] ** 2 + c["m"] * a["m"] ** 2 + W)
-    else:
-        num = R**2 + D + sigma2 * (c["k"] * a["k"] ** 2 + W)
+    """``ell_k`` as ``num / Z^2``; the terms of the roles other than ``k`` are written out of R, D, W."""
+    xs = [c[r] * a[r] for r in roles if r != "k"]
+    num = (sum(xs) + R) ** 2 + sum(x**2 for x in xs) + D + sigma2 * (sum(c[r] * a[r] ** 2 for r in roles) + W)
     return Ratio(sp.expand(num), 2)
 
 
@@ -133,16 +133,30 @@ def tilted_moment(exps: dict, mode: str) -> sp.Expr:
     out = sp.Integer(0)
     for key, coef in terms.items():
         J = sum(j for _, j in key)
-        assert J <= 3, f"moment of order {J}: extend P_J"
+        assert J <= 7, f"moment of order {J}: extend P_J"
         out += coef * PJ[mode, J] * sp.Mul(*[q[role] ** j for role, j in key])
     return out
 
 
-def _expand_other_sums(monomial: sp.Expr):
-    """Replace a product of at most two sums over O by explicit generic features.
+def _set_partitions(items):
+    """Every set partition of the list ``items`` (as lists of blocks)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for part in _set_partitions(rest):
+        yield [[first]] + part
+        for i in range(len(part)):
+            yield part[:i] + [[first] + part[i]] + part[i + 1:]
 
-    Returns ``[(expr, distinct)]`` where ``expr`` is a monomial in role symbols including
-    ``n`` (and ``o``) and ``distinct`` says the sum runs over ``n != o``.
+
+def _expand_other_sums(monomial: sp.Expr):
+    """Replace a product of sums over O by explicit generic features ``o1, o2, ...``.
+
+    ``prod_i sum_{n_i in O} f_i(n_i)`` is the sum over set partitions of the factors of the
+    sums over *distinct* features, one per block.  Returns ``[(expr, blocks)]``: ``expr`` is a
+    monomial in role symbols and ``blocks`` the number of generic features ``o1..o_blocks``
+    (distinct from one another) it involves.
     """
     powers = monomial.as_powers_dict()
     factors = []
@@ -152,32 +166,39 @@ def _expand_other_sums(monomial: sp.Expr):
             factors += [O_SUMS[base]] * int(e)
         else:
             rest *= base**e
-    if not factors:
-        return [(rest, False)]
-    assert len(factors) <= 2, f"more than two sums over the other features: {monomial}"
-    if len(factors) == 1:
-        (ce, ae), = factors
-        return [(rest * c["n"] ** ce * a["n"] ** ae, False)]
-    (c1, a1), (c2, a2) = factors
-    diag = rest * c["n"] ** (c1 + c2) * a["n"] ** (a1 + a2)
-    off = rest * c["n"] ** c1 * a["n"] ** a1 * c["o"] ** c2 * a["o"] ** a2
-    return [(diag, False), (off, True)]
+    assert len(factors) <= len(GENERIC), f"more than {len(GENERIC)} sums over the other features: {monomial}"
+    out = []
+    for part in _set_partitions(list(range(len(factors)))):
+        expr = rest
+        for b, block in enumerate(part):
+            role = GENERIC[b]
+            expr *= c[role] ** sum(factors[i][0] for i in block) * a[role] ** sum(factors[i][1] for i in block)
+        out.append((expr, len(part)))
+    return out
 
 
-def _sum_over_others(expr: sp.Expr, distinct: bool, prefix: str) -> sp.Expr:
-    """Sum a polynomial in (u_n, q_n[, u_o, q_o]) over the other features (power sums ``prefix``)."""
-    gens = (u["n"], q["n"], u["o"], q["o"])
+def _sum_over_others(expr: sp.Expr, blocks: int, prefix: str) -> sp.Expr:
+    """Sum a polynomial in ``(u_o, q_o)`` of ``blocks`` distinct generic features over O.
+
+    Moebius inversion on set partitions: ``sum_{distinct o_1..o_B} prod_b f_b(o_b) =
+    sum_sigma mu(sigma) prod_{C in sigma} S(prod_{b in C} f_b)`` with
+    ``mu = prod_C (-1)^(|C|-1) (|C|-1)!`` and power sums ``S_{a,b} = sum_{n in O} u_n^a q_n^b``.
+    """
+    roles = GENERIC[:blocks]
+    gens = [x for role in roles for x in (u[role], q[role])]
+    if not gens:
+        return expr
     poly = sp.Poly(sp.expand(expr), *gens)
     out = sp.Integer(0)
-    for (un, qn, uo, qo), coef in poly.terms():
-        if (un, qn, uo, qo) == (0, 0, 0, 0):
-            out += coef  # no other feature involved
-        elif (uo, qo) == (0, 0):
-            assert not distinct
-            out += coef * power_sum(prefix, un, qn)
-        else:
-            assert distinct
-            out += coef * (power_sum(prefix, un, qn) * power_sum(prefix, uo, qo) - power_sum(prefix, un + uo, qn + qo))
+    for exps, coef in poly.terms():
+        per_role = [(exps[2 * b], exps[2 * b + 1]) for b in range(blocks)]
+        assert all(e != (0, 0) for e in per_role), f"a generic feature without u, q: {expr}"
+        for sigma in _set_partitions(list(range(blocks))):
+            term = coef
+            for block in sigma:
+                term *= (-1) ** (len(block) - 1) * sp.factorial(len(block) - 1)
+                term *= power_sum(prefix, sum(per_role[b][0] for b in block), sum(per_role[b][1] for b in block))
+            out += term
     return out
 
 
@@ -205,7 +226,7 @@ def expectation(f: Ratio, roles, mode: str, prefix: str):
                 assert not term.free_symbols - {sigma2}, f"absent constant with counts: {term}"
                 const += term
                 continue
-        for mono, distinct in _expand_other_sums(term):
+        for mono, blocks in _expand_other_sums(term):
             powers = mono.as_powers_dict()
             ce = {i: int(powers.get(c[i], 0)) for i in ROLES}
             ae = {i: int(powers.get(a[i], 0)) for i in ROLES}
@@ -215,7 +236,7 @@ def expectation(f: Ratio, roles, mode: str, prefix: str):
             mom_mode = "total" if mode == "total" or ce["k"] > 0 else mode
             mom = tilted_moment({i: e for i, e in ce.items() if e}, mom_mode)
             weight = sp.Mul(*[u[i] ** b for i, b in ae.items()])
-            integrand = _sum_over_others(coef / sp.factorial(rr - 1) * weight * mom, distinct, prefix)
+            integrand = _sum_over_others(coef / sp.factorial(rr - 1) * weight * mom, blocks, prefix)
             parts[rr] = parts.get(rr, 0) + integrand
     return const, {rr: sp.expand(v) for rr, v in parts.items() if sp.expand(v) != 0}
 
@@ -286,6 +307,24 @@ def other_quantities():
     ]
 
 
+def jacobian_quantities():
+    """Second derivatives of ``ell_k`` for the Jacobian of the reduced gradient (each in parts).
+
+    ``jac_kk``: ``d^2 / dA_k^2``; ``jac_km``: ``d^2 / dA_k dB_{k,m}``; ``jac_mm``: ``d^2 / dB_{k,m}^2``
+    (sums ``Sm`` over ``n`` not in ``{k, m}``); ``jac_ml``: ``d^2 / dB_{k,m} dB_{k,l}``, ``l != m``
+    (sums ``Sml`` over ``n`` not in ``{k, m, l}``).
+    """
+    out = []
+    for name, roles, i, j, prefix in (("jac_kk", ("k",), "k", "k", "S"), ("jac_km", ("k", "m"), "k", "m", "Sm"),
+                                      ("jac_mm", ("k", "m"), "m", "m", "Sm"), ("jac_ml", ("k", "m", "l"), "m", "l", "Sml")):
+        second = differentiate(differentiate(loss_ratio(roles), i, roles), j, roles)
+        pos, neg = split_sign(second)
+        doc = f"d^2 ell_k / d theta[{i}, k] d theta[{j}, k]"
+        out.append((_quantity(name + "_pos", "positive part of E[" + doc + "]", pos, roles, "total", prefix),
+                    _quantity(name + "_neg", "negative part of E[" + doc + "]", neg, roles, "total", prefix)))
+    return out
+
+
 def input_hash() -> str:
     """SHA-256 of the symbolic inputs (the per-prompt expressions and their splits)."""
     h = hashlib.sha256()
@@ -304,6 +343,13 @@ TARGET = os.path.join(REPO, "dynamics", "models", "huang2024", "_kernels.py")
 
 OWN_ARGS = ("u_k", "q_k", "S_1_1", "S_2_1", "S_2_2", "P1", "P2", "P3", "Pp1", "Pp2", "Pa1", "Pa2", "sigma2")
 OTHER_ARGS = ("u_k", "q_k", "u_m", "q_m", "Sm_1_1", "Sm_2_1", "Sm_2_2", "P1", "P2", "P3", "sigma2")
+JAC_SUMS = ((1, 1), (2, 1), (2, 2), (3, 1), (3, 2))
+"""The power sums ``S_{a,b}`` every Jacobian kernel takes (in this order, after the roles' u, q)."""
+
+
+def jac_args(roles, prefix):
+    return tuple(x for r in roles for x in (f"u_{r}", f"q_{r}")) + tuple(
+        f"{prefix}_{a_}_{b_}" for a_, b_ in JAC_SUMS) + ("P2", "P3", "P4", "sigma2")
 
 
 def _kernel(name, args, quantities, summary):
@@ -347,4 +393,14 @@ def render() -> str:
         _kernel("own_terms", OWN_ARGS, own, "Integrands of the query feature's own quantities at one node."),
         _kernel("other_terms", OTHER_ARGS, other, "Integrands of the quantities of one feature m != k at one node."),
     ]
+    jac_roles = {"jac_kk": (("k",), "S"), "jac_km": (("k", "m"), "Sm"), "jac_mm": (("k", "m"), "Sm"),
+                 "jac_ml": (("k", "m", "l"), "Sml")}
+    for pos, neg in jacobian_quantities():
+        name = pos.name[:-4]
+        assert pos.order == neg.order == 4 and pos.constant == neg.constant == 0
+        roles, prefix = jac_roles[name]
+        body.append(_kernel(name, jac_args(roles, prefix), [pos, neg],
+                            f"Integrands of the Jacobian entry {name} at one node (positive, negative part)."))
+    head.append("JAC_ORDER = 4")
+    head.append(f"JAC_SUMS = {JAC_SUMS!r}")
     return "\n".join(head) + "\n".join(body) + "\n"

@@ -38,8 +38,13 @@ def count_vectors(K: int, N: int):
         yield c
 
 
+def _mpf(x):
+    """A float64 (taken exactly) or an mpf (kept) as an mpf."""
+    return x if isinstance(x, mp.mpf) else mp.mpf(float(x))
+
+
 def column(theta_col, p, k: int, N: int, sigma2: float = 0.0, dps: int = 50) -> dict:
-    """Exact expectations for query feature ``k`` (column ``theta[:, k]``) as mpf numbers.
+    """Exact expectations for query feature ``k`` (column ``theta[:, k]``, floats or mpf) as mpf numbers.
 
     Keys: ``ell``, ``ell_present``, ``ell_absent``, ``rest`` (``1 - E[Attn_k]``), ``absent``
     (``P(c_k = 0)``), ``ell_plain``; lists over ``n``: ``attn``, ``grad_pos``, ``grad_neg``,
@@ -47,8 +52,8 @@ def column(theta_col, p, k: int, N: int, sigma2: float = 0.0, dps: int = 50) -> 
     """
     K = len(p)
     with mp.workdps(dps):
-        th = [mp.mpf(float(x)) for x in theta_col]
-        pm = [mp.mpf(float(x)) for x in p]
+        th = [_mpf(x) for x in theta_col]
+        pm = [_mpf(x) for x in p]
         tot = mp.fsum(pm)
         pm = [x / tot for x in pm]
         top = max(th)

@@ -16,6 +16,7 @@ import numpy as np
 
 from dynamics.core import validate
 from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import (DEFAULT_H, N_PARTS, general_kernel, general_terms, reduced_terms,
                                                   tail_weights)
 
@@ -185,3 +186,43 @@ def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEF
     L_f = L_present + L_absent
     L = float(np.sum(structure.sizes * structure.probs * L_f))
     return ReducedEvaluation(L, gp - gn, L_f, attn, gp + gn, L_present, L_absent, parts[:, 2].copy(), parts[:, 3].copy())
+
+
+@dataclass(frozen=True)
+class ReducedJacobian:
+    """``d grad / d coords`` of :func:`reduced_loss_grad`'s gradient, block diagonal in the query class.
+
+    Attributes
+    ----------
+    jac : array (F, F + 1, F + 1)
+        ``jac[f, j, i] = d grad[f, j] / d coords[f, i]`` (``grad[f]`` does not depend on
+        ``coords[f']``, ``f' != f``); rows and columns of empty classes are 0.  The gradient
+        flow ``d coords / dt = -grad`` has the Jacobian ``-jac``.
+    scale : array (F, F + 1, F + 1)
+        Sum of the magnitudes of the positive and negative parts of each entry: the scale to
+        which it is accurate (~1e-13 of it).
+    """
+
+    jac: np.ndarray
+    scale: np.ndarray
+
+
+def reduced_grad_jacobian(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEFAULT_H) -> ReducedJacobian:
+    """Exact Jacobian of the class-reduced gradient (MODEL.md sections 2-3; :mod:`dynamics.models.huang2024.jacobian`).
+
+    Same arguments and checks as :func:`reduced_loss_grad`.  Cost O(F^3 x nodes) per query
+    class, independent of K and N.
+    """
+    if not isinstance(structure, ClassStructure):
+        raise ValueError("structure must be a dynamics.ClassStructure")
+    coords = structure.check_coords(coords)
+    validate.column_spread(coords, "coords", axis=1)
+    N = validate.prompt_length(N)
+    sigma2 = validate.nonnegative(sigma2, "sigma2")
+    h = validate.positive(h, "h")
+    p_col, m_col = structure.column_tables()
+    F = structure.F
+    jp, jn = np.empty((F, F + 1, F + 1)), np.empty((F, F + 1, F + 1))
+    reduced_jacobian(coords, p_col, m_col, N, sigma2, h, tail_weights(h), jp, jn)
+    validate.finite_result("reduced_grad_jacobian", jac_pos=jp, jac_neg=jn)
+    return ReducedJacobian(jp - jn, jp + jn)

@@ -92,16 +92,16 @@ _LOG2 = math.log(2.0)
 
 @jit
 def tail_weights(h, k=TAIL_TERMS):
-    """Extra weights ``w[r-1, j]`` (j < k) that add the trapezoid sum over the nodes ``j < 0``.
+    """Extra weights ``w[r-1, j]`` (j < k, r = 1..4) that add the trapezoid sum over the nodes ``j < 0``.
 
     Near ``x -> -inf`` the part of order ``r`` is ``g(x_j) = sum_{i<k} c_i z_i^j`` with
     ``z_i = e^{(r+i) h}`` (powers of ``t``: the Taylor series of ``E[f e^{-tZ}]``).  Solving the
     Vandermonde system on nodes ``0..k-1`` by Lagrange polynomials and summing the geometric
     tails ``sum_{j<0} z_i^j = 1 / (z_i - 1)`` gives weights linear in ``g_0..g_{k-1}``.
     """
-    w = np.zeros((3, k))
+    w = np.zeros((4, k))
     coef = np.empty(k)
-    for r in range(1, 4):
+    for r in range(1, 5):
         for i in range(k):
             zi = math.exp((r + i) * h)
             # coefficients of prod_{m != i} (z - z_m) / (z_i - z_m), lowest power first
@@ -125,7 +125,7 @@ def tail_weights(h, k=TAIL_TERMS):
 
 
 @jit
-def _log_phi(U, phi):
+def log_phi(U, phi):
     """``log(phi)`` for ``phi = 1 - U`` given both (``U`` a sum of positive terms)."""
     if U < 1e-3:  # log1p(-U) by its series; the omitted U^6/6 is below 1e-18 relative
         return -U * (1.0 + U * (0.5 + U * (1.0 / 3.0 + U * (0.25 + U * 0.2))))
@@ -137,7 +137,7 @@ def _log_phi(U, phi):
 
 
 @jit
-def _scaled_power(e, scale):
+def scaled_power(e, scale):
     """``scale * exp(e)`` (``scale >= 1``) without underflow of ``exp(e)`` alone."""
     if e > -700.0:
         return scale * math.exp(e)
@@ -353,8 +353,8 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         Pa1 = 0.0
         Pa0 = 0.0
         if N >= 3.0:
-            e3 = M * _log_phi(Uo + pk * wk, phi)  # 1 - phi = U_o + p_k (1 - e^{-u_k})
-            P3 = _scaled_power(e3, N3)
+            e3 = M * log_phi(Uo + pk * wk, phi)  # 1 - phi = U_o + p_k (1 - e^{-u_k})
+            P3 = scaled_power(e3, N3)
             if P3 == 0.0:
                 break  # every P_J, Pp_J, Pa_J is below P3 and decreases with x
             P2 = P3 * phi * r3
@@ -369,9 +369,9 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
                     Pa3 = 6.0
                     Pp3 = 0.0
                 else:
-                    e3k = M * _log_phi(pk + Uo, phio)  # 1 - phi_{-k} = p_k + U_o
+                    e3k = M * log_phi(pk + Uo, phio)  # 1 - phi_{-k} = p_k + U_o
                     if e3k - e3 < -0.75:  # rho = Pa3 / P3 < e^{-0.75}: the difference loses < 2 ulp
-                        Pa3 = _scaled_power(e3k, N3)
+                        Pa3 = scaled_power(e3k, N3)
                         Pp3 = P3 - Pa3
                     else:  # rho close to 1: 1 - rho from expm1 of log rho, itself from log1p
                         em = math.expm1(M * math.log1p(-qk / phi))
