@@ -17,7 +17,10 @@ Prints
 The reference kernels (``quadrature.py`` and ``_kernels.py`` of ``--ref``, default the commit
 before the cancellation-free re-derivation) are read with ``git show`` into a temporary folder.
 
-Run: python benchmarks/bench_engine.py [--ref COMMIT] [--no-load]
+3. the analytic Jacobian of the class-reduced gradient (``jacobian.reduced_jacobian``) against
+   one gradient evaluation at the same states.
+
+Run: python benchmarks/bench_engine.py [--ref COMMIT] [--no-load] [--only reduced|jacobian|general]
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ sys.path.insert(0, REPO)  # this tree's package, not an installed one
 
 import dynamics  # noqa: E402
 from dynamics.core.jit import jit  # noqa: E402
+from dynamics.models.huang2024 import jacobian as jacmod  # noqa: E402
 from dynamics.models.huang2024 import quadrature as quad  # noqa: E402
 from dynamics.models.huang2024.classes import ClassStructure  # noqa: E402
 
@@ -117,6 +121,34 @@ def reduced_table(ref):
                       f"{t_split * 1e6:>8.2f} {t_api * 1e6:>8.1f}")
 
 
+@jit
+def _loop_jac(reps, coords, p_col, m_col, N, h, jp, jn):
+    wt = quad.tail_weights(h)
+    for _ in range(reps):
+        jacmod.reduced_jacobian(coords, p_col, m_col, N, 0.0, h, wt, jp, jn)
+
+
+def jacobian_table():
+    print("\nAnalytic Jacobian of the class-reduced gradient (both query classes, 3 x 3 blocks), one core, us per call;")
+    print("a forward-difference Jacobian costs 6 gradients (central: 12)")
+    print(f"{'state':>8} {'K':>9} {'N':>12} {'jacobian':>10} {'gradient':>10} {'ratio':>6}")
+    states = {"Q=0": np.zeros((2, 3)), "trained": np.array([[8.0, 0.0, 0.0], [8.0, 2.0, -6.0]])}
+    h = quad.DEFAULT_H
+    loop = make_loop(quad.reduced_kernel, quad.tail_weights)
+    for label, coords in states.items():
+        for K, N in ((10, 10), (10**3, 10**6), (10**6, 10**9)):
+            s = ClassStructure.imbalanced(K, 0.5)
+            p_col, m_col = s.column_tables()
+            jp, jn = np.empty((2, 3, 3)), np.empty((2, 3, 3))
+            grad, L_f, attn = np.empty((2, 3)), np.empty(2), np.empty((2, 3))
+            _loop_jac(1, coords, p_col, m_col, float(N), h, jp, jn)
+            loop(1, coords, p_col, m_col, float(N), h, grad, L_f, attn)
+            reps = 300
+            tj = _best(lambda: _loop_jac(reps, coords, p_col, m_col, float(N), h, jp, jn), 8) / reps
+            tg = _best(lambda: loop(reps, coords, p_col, m_col, float(N), h, grad, L_f, attn), 8) / reps
+            print(f"{label:>8} {K:>9} {N:>12} {tj * 1e6:>10.2f} {tg * 1e6:>10.2f} {tj / tg:>6.2f}")
+
+
 def _one_thread(fn, *args):
     n = numba.get_num_threads()
     numba.set_num_threads(1)
@@ -175,16 +207,18 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ref", default=REF_DEFAULT, help="git commit of the reference kernels")
     ap.add_argument("--no-load", action="store_true", help="skip the general-kernel pass under load")
-    ap.add_argument("--only", choices=("reduced", "general"), help="run one table")
+    ap.add_argument("--only", choices=("reduced", "jacobian", "general"), help="run one table")
     args = ap.parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
           f"numba {numba.__version__} ({numba.config.THREADING_LAYER} threading layer requested), numpy {np.__version__}")
     print(f"this tree: {os.path.dirname(dynamics.__file__)}; reference: {args.ref}\n")
     ref = load_reference(args.ref)
-    if args.only != "general":
+    if args.only in (None, "reduced"):
         reduced_table(ref)
-    if args.only != "reduced":
+    if args.only in (None, "jacobian"):
+        jacobian_table()
+    if args.only in (None, "general"):
         general_table(ref, load=False)
         if not args.no_load:
             general_table(ref, load=True)

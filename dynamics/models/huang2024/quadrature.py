@@ -144,7 +144,7 @@ def scaled_power(e, scale):
     return math.exp(e + math.log(scale))
 
 
-WORK_ROWS = 17
+WORK_ROWS = 18
 """Rows of the scratch array of :func:`column_core` (each of length ``max(G, 64)``)."""
 
 
@@ -214,6 +214,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     suf11 = work[14]
     suf21 = work[15]
     suf22 = work[16]
+    wv = work[17]
     total = 0.0
     thmax = -np.inf
     thmin = np.inf
@@ -260,6 +261,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     bound = CUT_BOUND * (1.0 + sigma2)
     grads_vanish = N < 2.0  # one token: every gradient is exactly 0 (the integrands vanish)
     g_fail = 0
+    few = G <= 8
     a0 = 0.0  # the own quantities, in the order of kern.OWN_NAMES
     a1 = 0.0
     a2 = 0.0
@@ -281,22 +283,13 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         # Per-class node quantities; sums over the classes other than `own`, all of positive
         # terms: U_o = sum p (1 - e^{-u}) (compensated: its relative error is amplified by up to
         # |N log phi| <= 745 in phi^N) and prefix sums (for the sums that exclude one class).
-        Uo = 0.0
-        Uc = 0.0
-        Ub = 0.0
-        nb = 0
-        phio = 0.0
-        s11 = 0.0
-        s21 = 0.0
-        s22 = 0.0
-        wk = 0.0
+        # (1) u, q and w = 1 - e^{-u} per class (the loop with the libm calls), then (2) the sums
+        # in a loop without calls, whose accumulators the compiler can keep in registers.
         for g in range(G):
-            pre11[g] = s11
-            pre21[g] = s21
-            pre22[g] = s22
             if mult[g] <= 0 or pn[g] == 0.0:
                 u[g] = 0.0
                 q[g] = 0.0
+                wv[g] = 0.0
                 continue
             ug = av[g] * t if av[g] > 0.0 else math.exp(min(dlt[g] + x, 6.7))
             # Beyond u = 800, q = p e^{-u} underflows to exactly 0 and every term carrying u_g
@@ -316,14 +309,29 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
             else:  # e^{-u} directly (relative accuracy however small), 1 - e^{-u} >= 1/2
                 eg = math.exp(-ug)
                 wg = 1.0 - eg
-            qg = pn[g] * eg
             u[g] = ug
-            q[g] = qg
+            q[g] = pn[g] * eg
+            wv[g] = wg
+        wk = wv[own]
+        Uo = 0.0
+        Uc = 0.0
+        Ub = 0.0
+        nb = 0
+        phio = 0.0
+        s11 = 0.0
+        s21 = 0.0
+        s22 = 0.0
+        for g in range(G):
+            if few:
+                pre11[g] = s11
+                pre21[g] = s21
+                pre22[g] = s22
             if g == own:
-                wk = wg
                 continue
             m = mult[g]
-            Ub += m * pn[g] * wg
+            ug = u[g]
+            qg = q[g]
+            Ub += m * pn[g] * wv[g]
             nb += 1
             if nb == 8:  # blocked compensated sum: error <= ~9 ulp of U at any G, short latency
                 y = Ub - Uc
@@ -425,7 +433,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         t11 = 0.0
         t21 = 0.0
         t22 = 0.0
-        if G > 8:
+        if not few:
             for g in range(G - 1, -1, -1):
                 suf11[g] = t11
                 suf21[g] = t21
