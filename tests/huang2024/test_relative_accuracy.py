@@ -99,6 +99,18 @@ def test_oracle_parts_are_the_model_formulas(prob):
             assert abs(pos - neg - o["grad_plain"][n]) <= mp.mpf(10) ** -20 * (pos + neg) + mp.mpf(10) ** -75
 
 
+@pytest.mark.parametrize("K, N, sigma2", [(10, 3, 0.0), (11, 2, 0.6)])
+def test_many_classes_match_50_digit_bruteforce(K, N, sigma2):
+    """Columns of more than 8 classes take the engine's branch-free path (sums excluding one class
+    from prefix and suffix arrays): short prompts keep the enumeration small."""
+    rng = np.random.default_rng(K)
+    p = rng.dirichlet(np.ones(K))
+    theta = rng.uniform(-40, 40, size=(K, K))
+    T = population_terms(theta, p, N, sigma2)
+    for k in (0, K // 2, K - 1):
+        assert_column_matches(T, k, mp_oracle.column(theta[:, k], p, k, N, sigma2), p, f"K={K} N={N}")
+
+
 # ---------------------------------------------------------------------------------------
 # Constructed states with tiny values.
 BINOMIAL_CASES = [
@@ -219,8 +231,10 @@ def test_signs_and_identities_hold_exactly(prob):
 
 @st.composite
 def class_problems(draw):
-    F = draw(st.integers(1, 3))
-    sizes = np.array(draw(st.lists(st.integers(1, 3), min_size=F, max_size=F)))
+    """Up to 5 classes of up to 4 features: reduced columns of <= 6 classes against general
+    columns of up to 20 (both code paths of the engine, few and many classes)."""
+    F = draw(st.integers(1, 5))
+    sizes = np.array(draw(st.lists(st.integers(1, 4), min_size=F, max_size=F)))
     if sizes.sum() < 2:
         sizes[0] = 2
     w = draw(prob_vectors(F)) if F > 1 else np.ones(1)

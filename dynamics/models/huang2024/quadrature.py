@@ -322,10 +322,9 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
         s21 = 0.0
         s22 = 0.0
         for g in range(G):
-            if few:
-                pre11[g] = s11
-                pre21[g] = s21
-                pre22[g] = s22
+            pre11[g] = s11
+            pre21[g] = s21
+            pre22[g] = s22
             if g == own:
                 continue
             m = mult[g]
