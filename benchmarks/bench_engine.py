@@ -1,14 +1,19 @@
 """Benchmark of the exact engine, today's code against a reference commit in the same run.
 
-Prints
-1. the time of one exact class-reduced gradient of both query classes of the imbalanced
+Prints, in this order,
+1. the worst absolute and relative errors of this tree and of the reference against the
+   50-digit brute force of tests/huang2024/mp_oracle.py on random small problems, and the
+   issue's example (theta = 40 I, p = (.5, .5), N = 100);
+2. the time of one exact class-reduced gradient of both query classes of the imbalanced
    setting (p1 = 0.5) at N in {10, 1e3, 1e6, 1e9} and K in {10, 1e3, 1e6}, at Q = 0 and at a
    trained-looking state (A = 8, B spread of 8), measured inside a numba loop (no Python
    overhead), for this tree's ``reduced_kernel`` and the reference commit's, both at their
    default step h (best of interleaved rounds), then this tree's ``reduced_terms`` (every part,
    the query feature's absence split off) and its Python API ``reduced_loss_grad`` (which
    returns the parts);
-2. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 30, 100, 200, 400,
+3. the analytic Jacobian of the class-reduced gradient (``jacobian.reduced_jacobian``) against
+   one gradient evaluation at the same states;
+4. the time of a full K x K gradient for general p (Dirichlet) at K in {10, 30, 100, 200, 400,
    1000}, N = 1e6: this tree on one thread, on all threads and with its automatic choice
    (``work`` is its estimate, threads from ``PARALLEL_MIN_WORK`` on), and the reference commit on
    one thread and on all threads (its only choice), first as the machine is and then with one
@@ -17,10 +22,7 @@ Prints
 The reference kernels (``quadrature.py`` and ``_kernels.py`` of ``--ref``, default the commit
 before the cancellation-free re-derivation) are read with ``git show`` into a temporary folder.
 
-3. the analytic Jacobian of the class-reduced gradient (``jacobian.reduced_jacobian``) against
-   one gradient evaluation at the same states.
-
-Run: python benchmarks/bench_engine.py [--ref COMMIT] [--no-load] [--only reduced|jacobian|general]
+Run: python benchmarks/bench_engine.py [--ref COMMIT] [--no-load] [--only accuracy|reduced|jacobian|general]
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # this tree's package, not an installed one
 
 import dynamics  # noqa: E402
+import dynamics.models.huang2024.engine  # noqa: E402,F401
 from dynamics.core.jit import jit  # noqa: E402
 from dynamics.models.huang2024 import jacobian as jacmod  # noqa: E402
 from dynamics.models.huang2024 import quadrature as quad  # noqa: E402
@@ -149,6 +152,48 @@ def jacobian_table():
             print(f"{label:>8} {K:>9} {N:>12} {tj * 1e6:>10.2f} {tg * 1e6:>10.2f} {tj / tg:>6.2f}")
 
 
+def accuracy_table(ref, cases=60):
+    """Worst errors of this tree and of the reference on random small problems (K <= 4, N <= 10,
+    theta in [-30, 30], label noise in half of them) against the 50-digit brute force."""
+    import mpmath as mp
+
+    from tests.huang2024 import mp_oracle
+
+    rng = np.random.default_rng(11)
+    worst = {name: {"abs L_k": 0.0, "rel L_k": 0.0, "rel 1-E[Attn_k]": 0.0, "abs grad": 0.0, "min L_k": np.inf}
+             for name in ("this tree", "reference")}
+    for i in range(cases):
+        K, N = int(rng.integers(2, 5)), int(rng.integers(1, 11))
+        p = rng.dirichlet(np.ones(K))
+        theta = rng.uniform(-30, 30, size=(K, K))
+        sigma2 = float(rng.uniform(0, 1)) if i % 2 else 0.0
+        T = dynamics.models.huang2024.engine.population_terms(theta, p, N, sigma2)
+        g, Lk, at = np.empty((K, K)), np.empty(K), np.empty((K, K))
+        ref.general_kernel(theta, p, float(N), sigma2, ref.DEFAULT_H, g, Lk, at)
+        got = {"this tree": (T.L_k, T.grad, T.attn_rest), "reference": (Lk, g, 1.0 - np.diag(at))}
+        for k in range(K):
+            o = mp_oracle.column(theta[:, k], p, k, N, sigma2)
+            L, rest = o["ell"] / 2, o["rest"]
+            gk = [mp.mpf(float(p[k])) / 2 * (a - b) for a, b in zip(o["grad_pos"], o["grad_neg"])]
+            for name, (L_k, grad, attn_rest) in got.items():
+                w = worst[name]
+                w["abs L_k"] = max(w["abs L_k"], float(abs(L_k[k] - L)))
+                w["rel L_k"] = max(w["rel L_k"], float(abs(L_k[k] - L) / L))
+                w["rel 1-E[Attn_k]"] = max(w["rel 1-E[Attn_k]"], float(abs(attn_rest[k] - rest) / rest))
+                w["abs grad"] = max(w["abs grad"], max(float(abs(grad[n, k] - gk[n])) for n in range(K)))
+                w["min L_k"] = min(w["min L_k"], float(L_k[k]))
+    print(f"\nAccuracy on {cases} random problems against the 50-digit brute force (worst over all entries)")
+    print(f"{'':>10} " + " ".join(f"{key:>16}" for key in worst["this tree"]))
+    for name, w in worst.items():
+        print(f"{name:>10} " + " ".join(f"{v:>16.2e}" for v in w.values()))
+    theta = 40.0 * np.eye(2)
+    g, Lk, at = np.empty((2, 2)), np.empty(2), np.empty((2, 2))
+    ref.general_kernel(theta, np.array([0.5, 0.5]), 100.0, 0.0, ref.DEFAULT_H, g, Lk, at)
+    exact = mp_oracle.binomial_column(40.0, 0.0, 0.5, 100)["ell"] / 2
+    print(f"theta = 40 I, p = (.5, .5), N = 100: L_k = {dynamics.population_loss_grad(theta, [0.5, 0.5], 100)[2][0]:.6e} "
+          f"(this tree), {Lk[0]:.6e} (reference), exact {mp.nstr(exact, 7)}")
+
+
 def _one_thread(fn, *args):
     n = numba.get_num_threads()
     numba.set_num_threads(1)
@@ -207,13 +252,15 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ref", default=REF_DEFAULT, help="git commit of the reference kernels")
     ap.add_argument("--no-load", action="store_true", help="skip the general-kernel pass under load")
-    ap.add_argument("--only", choices=("reduced", "jacobian", "general"), help="run one table")
+    ap.add_argument("--only", choices=("accuracy", "reduced", "jacobian", "general"), help="run one table")
     args = ap.parse_args()
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     print(f"machine: {cpu}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; "
           f"numba {numba.__version__} ({numba.config.THREADING_LAYER} threading layer requested), numpy {np.__version__}")
     print(f"this tree: {os.path.dirname(dynamics.__file__)}; reference: {args.ref}\n")
     ref = load_reference(args.ref)
+    if args.only in (None, "accuracy"):
+        accuracy_table(ref)
     if args.only in (None, "reduced"):
         reduced_table(ref)
     if args.only in (None, "jacobian"):
