@@ -29,7 +29,8 @@ on ``[x_lo, x_hi]``:
   ``CUT_BOUND (1 + sigma2)`` times a tilted probability at ``t / 2`` (``E[1{support} e^{-tZ/2}]``,
   known in closed form), and the loop stops once that is below ``CUT_REL`` times the integral
   accumulated so far, for every quantity.  This covers every scale of MODEL.md section 3,
-  including the event "a feature is absent from the prompt".
+  including the event "a feature is absent from the prompt".  Beyond ``u_g = U_FLUSH`` a class's
+  prompts (``c_g >= 1``) are dropped from the rest of the integrals (at most 2.5e-19 of each).
 * Each integrand is a positive mixture, over count vectors, of ``(tZ)^r e^{-tZ}`` (``t = e^x``),
   whose Fourier transform is ``Gamma(r - i w) e^{i w log Z}``: by Poisson summation the trapezoid
   error relative to the integral is at most ``2 |Gamma(r + 2 pi i / h)| / Gamma(r)`` (plus
