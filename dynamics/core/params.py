@@ -280,6 +280,11 @@ class ParamSet:
         return values, given
 
 
+SEED = Param("seed", "int", 0, "seed of every random draw of the run (model data, random initial states, Monte "
+             "Carlo streams; dynamics.core.rng)", low=0)
+"""Every model has it (:func:`dynamics.core.contract.declare`)."""
+
+
 def positive_int(name, default, help, **kw) -> Param:
     """An integer ``>= 1``."""
     return Param(name, "int", default, help, low=1, **kw)
