@@ -98,8 +98,10 @@ def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
             raise SpecError(f"{source}: [sweep] {k} must be a list of values, got {vals!r}")
         if not vals:
             raise SpecError(f"{source}: empty grid: [sweep] {k} is an empty list")
-        if not all(isinstance(v, (int, float, str, bool)) for v in vals):
-            raise SpecError(f"{source}: [sweep] {k} values must be numbers or strings (one dimension each)")
+        if not all(isinstance(v, (int, float, str, bool)) or (isinstance(v, list) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)) for v in vals):
+            raise SpecError(f"{source}: [sweep] {k} values must be numbers, strings or lists of numbers (one "
+                            "dimension each)")
         if len(set(map(repr, vals))) != len(vals):
             raise SpecError(f"{source}: [sweep] {k} repeats a value: {vals!r}")
     methods = tables["sweep"].get("method", [tables["fixed"].get("method", "gd")])
@@ -163,6 +165,11 @@ def build_grid(spec: SweepSpec) -> Grid:
         labels.append(label)
         keys.append(_point_key(spec, method, {k: values[k] for k in given}))
     return Grid(spec, methods, points, labels, keys, shape, derived)
+
+
+def coordinate(value):
+    """The label of a swept value on its dimension (a list of numbers is labelled by its text)."""
+    return ",".join(repr(x) for x in value) if isinstance(value, list) else value
 
 
 def _point_key(spec, method, params):
@@ -393,7 +400,7 @@ def _consolidate(out, grid, done, errors):
     ds = xr.concat(parts, dim="point", join="outer") if parts else xr.Dataset()
     ds = ds.reindex(point=np.arange(len(grid.keys)))
     for j, d in enumerate(dims):
-        ds = ds.assign_coords({f"_sweep_{d}": ("point", np.array([c[j] for c in combos]))})
+        ds = ds.assign_coords({f"_sweep_{d}": ("point", np.array([coordinate(c[j]) for c in combos]))})
     if len(dims) == 1:
         ds = ds.swap_dims(point=f"_sweep_{dims[0]}").drop_vars("point")
     else:
@@ -402,7 +409,7 @@ def _consolidate(out, grid, done, errors):
     for name in ds.data_vars:
         rest = [x for x in ds[name].dims if x not in dims]
         ds[name] = ds[name].transpose(*dims, *rest)
-    ds = ds.reindex({d: spec.sweep[d] for d in dims})
+    ds = ds.reindex({d: [coordinate(v) for v in spec.sweep[d]] for d in dims})
     ds["failed"] = (tuple(dims), np.array([k not in done for k in grid.keys], dtype=np.int8).reshape(grid.shape))
     ds["wall_s"] = (tuple(dims), np.array([done[k][1] if k in done else np.nan for k in grid.keys]).reshape(grid.shape))
     ds["point_key"] = (tuple(dims), np.array(grid.keys).reshape(grid.shape))
@@ -442,15 +449,20 @@ def _main(argv):
     ap.add_argument("--threads", action="store_true", help="local workers as threads of this process")
     ap.add_argument("--retries", help="times a point may lose its worker before it fails (default 3)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar and no line per finished point")
+    ap.add_argument("--check", action="store_true", help="check the spec and every point's parameters, print the "
+                    "grid size and exit (nothing runs)")
     args = ap.parse_args(argv)
     workers = None if args.workers is None else Param("workers", "int", 1, "", low=1).coerce(args.workers)
     retries = None if args.retries is None else Param("retries", "int", 0, "", low=0).coerce(args.retries)
     spec = load_spec(args.spec)
-    build_grid(spec)
+    grid = build_grid(spec)
     if args.out:
         from dynamics.core.rundir import check_writable_file
 
         check_writable_file(args.out)
+    if args.check:
+        print(f"spec ok: model {spec.model}, {len(grid.keys)} points over {', '.join(spec.sweep)}")
+        return 0
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     show = enabled(args.quiet)
     rep = run_sweep(spec, args.out, scheduler=args.scheduler, workers=workers, processes=not args.threads,

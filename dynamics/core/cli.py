@@ -135,6 +135,8 @@ def simulate_parser(cls, method_choices):
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
                      "a previous run wrote there")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--check", action="store_true", help="check the configuration and the output folder, print "
+                     "the resolved parameters and exit (nothing is computed or written)")
     for p in RUN_PARAMS:
         run.add_argument(p.flag(), dest=p.name, default=argparse.SUPPRESS, help=p.help_text())
     from dynamics.core.params import ParamSet
@@ -187,6 +189,12 @@ def _simulate(argv):
     request = {"model": cls.name, "method": method, "given": _jsonable(given_values)}
     from dynamics.core import rundir
 
+    if ns.check:
+        rundir.check_writable_dir(out)
+        m = cls.create(method=method, **given_values)
+        print(f"configuration ok: model {cls.name}, method {method}, out {out}")
+        print(json.dumps(_jsonable(m.config), sort_keys=True))
+        return 0
     out = rundir.prepare(out, request, overwrite=ns.overwrite)
     return execute(cls.name, method, given_values, out, run["figures"], quiet=ns.quiet, request=request)
 

@@ -275,7 +275,12 @@ class ParamSet:
                     known = ", ".join(self._params)
                     place = f" in {where}" if where else ""
                     raise ParamError(name, f"unknown parameter {name!r}{place}; known: {known}")
-                values[name] = self._params[name].coerce(raw)
+                try:
+                    values[name] = self._params[name].coerce(raw)
+                except ParamError as exc:
+                    if where and where != "flags":
+                        raise ParamError(name, f"{exc} (in {where})") from None
+                    raise
                 given.add(name)
         return values, given
 
