@@ -191,7 +191,7 @@ def test_killed_worker_process_fails_its_point_then_rerun_completes(tmp_path, mo
 def test_local_workers_run_numba_single_threaded():
     import numba
 
-    from dynamics.sweep import _client
+    from dynamics.sweep.runner import client as _client
 
     with _client(None, 1, True, None) as client:
         assert client.submit(os.getenv, "NUMBA_NUM_THREADS", pure=False).result() == "1"

@@ -254,7 +254,7 @@ class Model(abc.ABC):
 
     @classmethod
     def sweep_outputs(cls) -> dict:
-        """Extra sweep outputs ``{name: SweepOutput}`` (see :mod:`dynamics.core.spec`)."""
+        """Extra sweep outputs ``{name: SweepOutput}`` (see :mod:`dynamics.sweep.spec`)."""
         return {}
 
     def describe(self) -> dict:

@@ -259,7 +259,7 @@ def _phase_times(res, eps):
 
 
 def _sweep_outputs():
-    from dynamics.core.spec import SweepOutput
+    from dynamics.sweep.spec import SweepOutput
 
     return {"phase_times": SweepOutput("eps", _phase_times, "exact phase boundaries (dynamics.models.huang2024."
                                                            "phases) for this eps")}

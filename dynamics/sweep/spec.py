@@ -38,6 +38,9 @@ import numpy as np
 
 from dynamics.core.errors import UsageError
 
+RUN_KEYS = ("method",)
+"""Spec keys besides the model's parameters."""
+
 MAX_MAGNITUDE = 1e300
 """Largest magnitude of any value inside a derived formula."""
 _FUNCS = dict(log=math.log, log2=math.log2, log10=math.log10, exp=math.exp, sqrt=math.sqrt, ceil=math.ceil,
@@ -227,3 +230,73 @@ def extract(result, outputs: dict):
         else:
             data[key] = result.model.sweep_outputs()[key].fn(result, arg)
     return xr.Dataset(data)
+
+
+# ---- reading a spec ------------------------------------------------------------------------
+def load_spec(path) -> SweepSpec:
+    """Read and check a TOML spec (:class:`SpecError` names the problem)."""
+    from dynamics.core.cli import load_toml
+
+    try:
+        raw = load_toml(str(path), "spec")
+    except SpecError:
+        raise
+    except Exception as exc:  # UsageError from the loader: same one-line rule
+        raise SpecError(str(exc)) from None
+    return parse_spec(raw, source=str(path))
+
+
+def parse_spec(raw: dict, source: str = "spec") -> SweepSpec:
+    """Check a spec given as a dict (the TOML's tables); errors name the key and the rule."""
+    from dynamics import models
+
+    if not isinstance(raw, dict):
+        raise SpecError(f"{source}: a spec must be a table of keys")
+    top = {"model", "name", "fixed", "derived", "sweep", "outputs"}
+    for k in raw:
+        if k not in top:
+            raise SpecError(f"{source}: unknown key {k!r}; a spec has {sorted(top)}")
+    model = raw.get("model", models.DEFAULT)
+    if model not in models.REGISTRY:
+        raise SpecError(f"{source}: unknown model {model!r}; available: {', '.join(models.names())}")
+    cls = models.get(model)
+    tables = {}
+    for t in ("fixed", "derived", "sweep", "outputs"):
+        tables[t] = raw.get(t, {})
+        if not isinstance(tables[t], dict):
+            raise SpecError(f"{source}: [{t}] must be a table")
+    seen = {}
+    for t in ("fixed", "derived", "sweep"):
+        for k in tables[t]:
+            if k not in cls.params and k not in RUN_KEYS:
+                raise SpecError(f"{source}: unknown parameter {k!r} in [{t}]; model {model!r} takes "
+                                f"{', '.join(list(RUN_KEYS) + cls.params.names())}")
+            if k in seen:
+                raise SpecError(f"{source}: parameter {k!r} is in both [{seen[k]}] and [{t}]")
+            seen[k] = t
+    for k, expr in tables["derived"].items():
+        parse_formula(expr, k)
+    if not tables["sweep"]:
+        raise SpecError(f"{source}: empty grid: [sweep] names no parameter (give at least one list of values)")
+    for k, vals in tables["sweep"].items():
+        if not isinstance(vals, list):
+            raise SpecError(f"{source}: [sweep] {k} must be a list of values, got {vals!r}")
+        if not vals:
+            raise SpecError(f"{source}: empty grid: [sweep] {k} is an empty list")
+        if not all(isinstance(v, (int, float, str, bool)) or (isinstance(v, list) and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)) for v in vals):
+            raise SpecError(f"{source}: [sweep] {k} values must be numbers, strings or lists of numbers (one "
+                            "dimension each)")
+        if len(set(map(repr, vals))) != len(vals):
+            raise SpecError(f"{source}: [sweep] {k} repeats a value: {vals!r}")
+    methods = tables["sweep"].get("method", [tables["fixed"].get("method", "gd")])
+    check_outputs(tables["outputs"], cls, methods, source)
+    if "first_below" in tables["outputs"] and "levels" in seen:
+        raise SpecError(f"{source}: [outputs] first_below sets the levels; do not also give parameter 'levels'")
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        raise SpecError(f"{source}: name must be a string")
+    return SweepSpec(model, dict(tables["fixed"]), dict(tables["derived"]), dict(tables["sweep"]),
+                     dict(tables["outputs"]), name, source)
+
+
