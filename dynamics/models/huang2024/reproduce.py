@@ -76,7 +76,7 @@ def stagewise(out, quick=False, workers=None):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("GD iteration t")
         ax.set_ylabel("$L_k$ (dashed: $L_k^*$)")
-        ax.legend(fontsize=8, loc="lower left" if preset == "balanced" else "center left")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
         T = np.array([res.first_time_below(e) for e in eps_list])  # (eps, F)
         numbers["runs"].append(dict(title=title, names=res.structure.names, T=T, L_star=res.L_star,
                                     L_f=res.L_f, t=res.t))
@@ -146,20 +146,22 @@ def _shade(ax, ph, tmin):
                 fontweight="bold")
 
 
-def phases(out, quick=False, workers=None, processes=True):
+def phases(out, quick=False, workers=None, processes=None):
     """The paper's training phases (:mod:`dynamics.models.huang2024.phases`): balanced two phases, an
-    under-represented feature's four phases; transition-time tables."""
+    under-represented feature's four phases; transition-time tables.  ``processes``: Dask worker
+    processes for the sweep over K (default: threads when ``quick``, no start-up cost)."""
     from dynamics.models.huang2024.phases import all_phases, detect_phases
     from dynamics.sweep import load_sweep, run_sweep
 
     os.makedirs(out, exist_ok=True)
     eps = 1e-3
     steps = 20_000
-    bal = _run("balanced", 10, 100, steps, snapshots=2000)
-    imb = _run("imbalanced", 10, 100, steps, snapshots=2000)
+    processes = (not quick) if processes is None else processes
+    bal = _run("balanced", 10, 100, steps, snapshots=500 if quick else 2000)
+    imb = _run("imbalanced", 10, 100, steps, snapshots=500 if quick else 2000)
     ph_bal = detect_phases(bal, 0, eps=eps)
     ph_dom, ph_rare = all_phases(imb, eps=eps)
-    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex="col")
+    fig, axes = plt.subplots(3, 2, figsize=(16, 10), sharex="col")
     for c, (res, ph, f, title) in enumerate([(bal, ph_bal, 0, "balanced K=10, N=100: query k"),
                                              (imb, ph_rare, 1, "imbalanced K=10, N=100: under-represented query k")]):
         keep = res.t > 0
@@ -171,14 +173,14 @@ def phases(out, quick=False, workers=None, processes=True):
         ax.semilogx(t, res.coords[keep, f, 1 + f], label="$B_{k,n}$ (n another rare feature)" if f else "$B_{k,n}$")
         ax.set_title(title, fontsize=10)
         ax.set_ylabel("bilinear attention weight")
-        ax.legend(fontsize=8, loc="upper left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax = axes[1, c]
         ax.semilogx(t, res.attn[keep, f, 0], lw=2, label="E[Attn_k]")
         if res.structure.F == 2:
             ax.semilogx(t, res.attn[keep, f, 1], label="E[Attn_1] (dominant)")
         ax.semilogx(t, res.attn[keep, f, 1 + f], label="E[Attn_n] (one other feature)")
         ax.set_ylabel("expected attention")
-        ax.legend(fontsize=8, loc="center left")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         ax = axes[2, c]  # zoom on B_{k,n} (its maximum ends phase I of a rare query) and the gap L_k - L_k^*
         ax.semilogx(t, res.coords[keep, f, 1 + f], color="C2" if f else "C1", label="$B_{k,n}$ (zoom)" if f else "$B_{k,n}$")
         if f:  # a rare query's B_{k,n} rises a little in phase I, then falls: zoom on its maximum
@@ -192,10 +194,10 @@ def phases(out, quick=False, workers=None, processes=True):
         tw.set_ylabel("$L_k - L_k^*$ (dotted: eps)")
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = tw.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
+        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper left", bbox_to_anchor=(1.22, 1.0), frameon=False)
         for a in axes[:, c]:
             _shade(a, ph, t[0])
-    fig.subplots_adjust(wspace=0.4)
+    fig.subplots_adjust(wspace=0.85, right=0.86)
     fig.suptitle(f"Training phases (boundaries: dynamics.models.huang2024.phases, eps = {eps:g})", fontsize=11)
     _save(fig, os.path.join(out, "phases.png"))
     rows = []
@@ -203,12 +205,12 @@ def phases(out, quick=False, workers=None, processes=True):
         for j in range(ph.times.size):
             rows.append([name, ph.names[j], ph.boundaries[j], ph.times[j], ph.brackets[j, 0]])
     table = write_table(os.path.join(out, "phases"),
-                        ["setting", "phase ends", "boundary condition", "t (first snapshot)", "previous snapshot"],
+                        ["setting", "phase ends", "boundary condition", "t (exact GD step)", "snapshot before"],
                         rows, "Phase transition times, K = 10, N = 100, eta = 1 (exact GD)")
     # The same boundaries over K with N = K^2 (gradient flow, through the sweep runner).
     Ks = [10, 30] if quick else [10, 30, 100, 300, 1000, 3000, 10_000]
     spec = dict(model="huang2024", name="phases-over-K",
-                fixed=dict(preset="imbalanced", eta=1.0, method="flow", snapshots=1500),
+                fixed=dict(preset="imbalanced", eta=1.0, method="flow", snapshots=300 if quick else 1500),
                 derived=dict(N="K**2", steps="ceil(20 * K**2 * log(K) + 1e5 * K)"),
                 sweep=dict(K=Ks), outputs=dict(phase_times=eps))
     for preset in ("imbalanced", "balanced"):
@@ -223,18 +225,19 @@ def phases(out, quick=False, workers=None, processes=True):
                          ["K", "balanced tau1 (Attn_k>=1/2)", f"balanced tau2 (gap<={eps:g})",
                           f"dominant T_1 (gap<={eps:g})", "rare tau1 (B_kn update<=0)", "rare tau2 (Attn_k>=Attn_1)",
                           "rare tau3 (Attn_k>=1/2)", f"rare tau4 (gap<={eps:g})"], krows,
-                         "Phase boundaries over K, N = K^2 (gradient flow, 1500 log-spaced snapshots)")
+                         "Phase boundaries over K, N = K^2 (gradient flow, boundaries located exactly)")
     return dict(balanced=ph_bal, dominant=ph_dom, rare=ph_rare, table=table, over_K=np.array(krows, dtype=float),
                 over_K_table=ktable, Ks=Ks)
 
 
 # --------------------------------------------------------------------------- scaling
-def scaling(out, quick=False, workers=None, processes=True):
+def scaling(out, quick=False, workers=None, processes=None):
     """Convergence times against the paper's theorem: ``T_1(eps)`` and ``T_k(K, eps)`` with
     ``N = K^2`` (gradient flow; time in GD steps, eta = 1), fitted log-log exponents."""
     from dynamics.sweep import load_sweep, run_sweep
 
     os.makedirs(out, exist_ok=True)
+    processes = (not quick) if processes is None else processes
     Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000]
     eps = [1e-2, 1e-3, 1e-4] if quick else [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6]
     spec = dict(model="huang2024", name="scaling",
@@ -279,7 +282,7 @@ def scaling(out, quick=False, workers=None, processes=True):
     ax.set_xlabel("1/eps")
     ax.set_ylabel("$T_1$ (GD iterations)")
     ax.set_title(f"dominant feature: slope {b1:.3f} (bound's {b1_thm:.3f})", fontsize=10)
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     ax = axes[1]
     for j, e in enumerate(eps):
         if j % 2 == 0 or quick:
@@ -290,7 +293,7 @@ def scaling(out, quick=False, workers=None, processes=True):
     ax.set_xlabel("K (N = K^2)")
     ax.set_ylabel("$T_k$ (GD iterations)")
     ax.set_title("under-represented feature against K", fontsize=10)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     ax = axes[2]
     for i, K in enumerate(Ks):
         if i % 2 == 0:
@@ -298,7 +301,7 @@ def scaling(out, quick=False, workers=None, processes=True):
     ax.set_xlabel("1/eps")
     ax.set_ylabel("$T_k$ (GD iterations)")
     ax.set_title(f"under-represented against eps (K={Ks[0]}: slope {be:.2f}, bound's {be_thm:.2f})", fontsize=10)
-    ax.legend(fontsize=6)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     fig.suptitle("Convergence times: first iteration with $L_k - L_k^* \\leq \\epsilon$ (gradient flow, eta = 1, "
                  "p_1 = 1/2, N = K^2)", fontsize=11)
     _save(fig, os.path.join(out, "scaling.png"))
@@ -336,9 +339,9 @@ def empirical(out, quick=False, workers=None, seed=2024):
 
     os.makedirs(out, exist_ok=True)
     K, N = 10, 100
-    steps = 1000 if quick else 20_000
+    steps = 500 if quick else 20_000
     Ms = (100, 1000) if quick else (300, 3000)
-    n_eval = 300 if quick else 2000
+    n_eval = 200 if quick else 2000
     p = np.r_[0.5, np.full(K - 1, 0.5 / (K - 1))]
     rec = np.unique(np.r_[0, np.round(np.logspace(0, np.log10(steps), 16 if quick else 25)).astype(np.int64)])
     ex = simulate("huang2024", K=K, N=N, preset="imbalanced", p1=0.5, eta=1.0, steps=steps, save_at=rec)
@@ -370,7 +373,7 @@ def empirical(out, quick=False, workers=None, seed=2024):
     axes[1].set_xlabel("GD iteration t")
     axes[1].set_ylabel("$A_k$ (rest: mean over the rare features)")
     for ax in axes:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False, ncol=2)
     fig.suptitle(f"Empirical risk (fixed training set of M prompts, full-batch GD) against exact population GD: "
                  f"K={K}, N={N}, eta=1, d=K", fontsize=10)
     _save(fig, os.path.join(out, "empirical.png"))
