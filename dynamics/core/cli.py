@@ -263,7 +263,7 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
             warnings.simplefilter("ignore")
             shown = [os.path.basename(p) for p in m.figures(res, out)]
         if not shown and res.t.size < 2:
-            print("note: no figures: the run has a single snapshot (steps = 0)")
+            print("note: no figures: the run recorded a single snapshot")
     manifest = dict(model=m.describe(), method=method, seed=m.config["seed"], status=res.status,
                     message=message or res.message, versions=versions(), git_commit=git_commit(),
                     wall_seconds=time.perf_counter() - t0, method_seconds=res.wall_s, snapshots=int(res.t.size),

@@ -156,8 +156,10 @@ def test_cli_killed_run_resumes_to_identical_numbers(tmp_path):
     assert not (part / "results.nc").exists()
     with np.load(part / "checkpoint.npz") as z:
         assert 0 < int(z["step"]) < 60000
+    (part / ".tmp_leftover").write_bytes(b"half a checkpoint")  # what a kill during a write leaves
     r = _cli("--resume", str(part), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
+    assert not (part / ".tmp_leftover").exists()
     a, b = xr.open_dataset(full / "results.nc").load(), xr.open_dataset(part / "results.nc").load()
     for key in ("t", "A", "B", "L_k", "attn", "attn_own", "L"):
         np.testing.assert_array_equal(a[key].values, b[key].values)

@@ -339,7 +339,7 @@ def empirical(out, quick=False, workers=None, seed=2024):
 
     os.makedirs(out, exist_ok=True)
     K, N = 10, 100
-    steps = 500 if quick else 20_000
+    steps = 1000 if quick else 20_000
     Ms = (100, 1000) if quick else (300, 3000)
     n_eval = 200 if quick else 2000
     p = np.r_[0.5, np.full(K - 1, 0.5 / (K - 1))]
