@@ -28,7 +28,7 @@ def check_rate(rate) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"prune_rate must be a number in [0, 1), got {rate!r}") from None
     if not (np.isfinite(r) and 0.0 <= r < 1.0):
-        raise ValueError(f"prune_rate must be in [0, 1), got {rate!r}")
+        raise ValueError(f"prune_rate must be a number in [0, 1), got {rate!r}")
     return r
 
 
