@@ -42,7 +42,7 @@ def pruning(path, rates, lines_err, lines_hinge, norms):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0].set_yscale("symlog", linthresh=LINTHRESH)
+    axes[0].set_ylim(bottom=0)
     for r, nrm in enumerate(norms):
         axes[2].plot(np.arange(1, nrm.size + 1), np.sort(nrm), marker=".", lw=1, label=f"replica {r}" if r < 4 else None)
     axes[2].set_xlabel("neuron rank (by |W_O(i,.)|)")
@@ -101,3 +101,41 @@ def embedding(path, times, feature, label, sign):
         ax.legend(fontsize=8)
     fig.suptitle("Rows of W_O W_V: feature part -> mu_bar, label part -> +-q (Proposition 2)", fontsize=11)
     return save_figure(fig, path)
+
+
+def _replica_band(ds, name):
+    """Mean and SE over replicas (with one replica: the value and its evaluation SE)."""
+    v = ds[name].values
+    if "replica" not in ds[name].dims:
+        v = v[None]
+    if v.shape[0] > 1:
+        return v.mean(0), v.std(0, ddof=1) / np.sqrt(v.shape[0])
+    se = ds[f"{name}_se"].values.reshape(v.shape) if f"{name}_se" in ds else np.zeros_like(v)
+    return v[0], se[0]
+
+
+def run_figures(ds, outdir) -> list:
+    """The run directory's figures from a Monte Carlo result dataset (``replica``, ``t``)."""
+    import os
+
+    t = ds["t"].values
+    keep = t > 0
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, kind, ylabel in ((axes[0], "error", "classification error P(sign F != z)"),
+                             (axes[1], "hinge", "hinge loss E max(0, 1 - z F)")):
+        for dom, label in (("id", "in domain, unseen tasks"), ("ood", "out of domain")):
+            y, se = _replica_band(ds, f"{kind}_{dom}")
+            ax.plot(t[keep], y[keep], marker="o", ms=3, label=label)
+            ax.fill_between(t[keep], (y - 2 * se)[keep], (y + 2 * se)[keep], alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("SGD iteration t")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("H. Li et al. (ICML 2024): held-out error during training (replica mean +- 2 SE)", fontsize=11)
+    paths.append(save_figure(fig, os.path.join(outdir, "errors.png")))
+    lines = {label: _replica_band(ds, f"attn_same_{dom}") for dom, label in (("id", "in domain"),
+                                                                           ("ood", "out of domain"))}
+    paths.append(attention(os.path.join(outdir, "attention.png"), t, lines))
+    return paths

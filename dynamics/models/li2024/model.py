@@ -21,6 +21,8 @@ from dynamics.models.li2024.kernels import loss_grad_batch
 from dynamics.models.li2024.params import METHOD_DEFAULTS, PARAMS
 
 DEFAULT_N_EVAL = 1000
+PROJ_PROMPTS = 200
+"""Test prompts (of ``l_test`` columns each) behind the ``qk_proj`` observable."""
 
 
 def build_data(cfg: dict) -> DataModel:
@@ -169,7 +171,15 @@ class Li2024(Model):
         out["neuron_norm"] = emb["neuron_norm"]
         out["feature_cos"] = emb["feature_cos"]
         out["label_cos"] = emb["label_cos"]
-        proj = analysis.projections(self, state, rng, min(self.n_eval, 200), "id")
+        proj = analysis.projections(self, state, rng, min(self.n_eval, PROJ_PROMPTS), "id")
         out["qk_proj"] = np.array([[proj[f"{mat}_{part}"][0] for part in ("norm", "along_pattern", "orthogonal")]
                                    for mat in ("W_Q", "W_K")])
         return out
+
+    # ---- run directory ------------------------------------------------------------------
+    def figures(self, result, outdir: str) -> list:
+        """``errors.png`` (in- and out-of-domain error and hinge loss against iterations) and
+        ``attention.png`` (same-pattern attention), replica mean +- 2 SE."""
+        from dynamics.models.li2024 import figures
+
+        return figures.run_figures(result.ds, outdir)
