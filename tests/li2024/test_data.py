@@ -125,7 +125,7 @@ def test_default_training_set_meets_theorem_1():
 @given(S1=st.floats(-3, 3), spread=st.sampled_from(["disjoint", "dirichlet"]), M1t=st.integers(2, 6),
        seed=st.integers(0, 100))
 def test_odr_patterns_have_the_requested_coefficient_sum(S1, spread, M1t, seed):
-    model = Li2024.create(S1=S1, odr_spread=spread, M1_test=M1t, task_seed=seed, alpha_test=1.0)
+    model = Li2024.create(S1=S1, odr_spread=spread, M1_test=M1t, seed=seed, alpha_test=1.0)
     data = model.data
     # mu orthonormal: the coefficients are recovered as c_{j,i} = mu_i^T mu'_j
     c = data.odr @ data.mu.T
@@ -149,9 +149,9 @@ def test_pattern_sets_are_orthonormal_and_odi_lie_in_the_idi_span(basis):
     assert np.allclose(proj, data.odi, atol=1e-12)
 
 
-def test_task_seed_fixes_draws_and_s1_does_not_move_the_training_tasks():
+def test_seed_fixes_draws_and_s1_does_not_move_the_training_tasks():
     base = build_data({**Li2024.create().config})
     other = build_data({**Li2024.create(S1=0.3, odr_spread="dirichlet").config})
     assert np.array_equal(base.train_tasks, other.train_tasks)
-    moved = build_data({**Li2024.create(task_seed=5).config})
+    moved = build_data({**Li2024.create(seed=5).config})
     assert not np.array_equal(base.train_tasks, moved.train_tasks)

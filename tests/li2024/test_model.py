@@ -23,7 +23,7 @@ from dynamics.models.li2024.state import load_state
     ({"S1": float("inf")}, "S1", "finite"),
     ({"S1": float("nan")}, "S1", "finite"),
     ({"d_x": 20}, "d_x", "M1 + M2"),
-    ({"m": 7}, "m", "even"),
+    ({"mlp_width": 7}, "mlp_width", "even"),
     ({"M1": 2, "alpha": 0.8}, "alpha", "M1 >= 3"),
     ({"M1_test": 2, "alpha_test": 0.5}, "alpha_test", "M1_test >= 3"),
     ({"M1_test": 7}, "M1_test", "M1 = 6"),
@@ -52,7 +52,7 @@ def test_registry_and_method_refusal():
 
 
 def test_initial_state_follows_the_slides():
-    model = Li2024.create(m=6, init_qkv=0.2, init_o=0.5)
+    model = Li2024.create(mlp_width=6, init_qkv=0.2, init_o=0.5)
     st = model.initial_state("mc", np.random.default_rng(0))
     d = 30 + 4
     for b in ("W_Q", "W_K", "W_V"):
@@ -64,7 +64,7 @@ def test_initial_state_follows_the_slides():
 
 
 def test_batch_loss_grad_is_the_mean_of_single_prompt_gradients():
-    model = Li2024.create(m=4, M1=3, M2=2, label_dim=1, train_a=True)
+    model = Li2024.create(mlp_width=4, M1=3, M2=2, label_dim=1, train_a=True)
     rng = np.random.default_rng(1)
     st = model.initial_state("mc", rng)
     st["W_O"] *= 50  # leave the all-zero-margin regime
@@ -74,7 +74,7 @@ def test_batch_loss_grad_is_the_mean_of_single_prompt_gradients():
     assert loss == pytest.approx(np.mean([s[0] for s in singles]), rel=1e-13)
     for b in g:
         assert np.allclose(g[b], np.mean([s[1][b] for s in singles], axis=0), rtol=1e-12, atol=1e-15)
-    assert "a" not in Li2024.create(m=4, M1=3, M2=2).batch_loss_grad(st, batch)[1]
+    assert "a" not in Li2024.create(mlp_width=4, M1=3, M2=2).batch_loss_grad(st, batch)[1]
 
 
 def _train(steps=600, train_set=0, **kw):
@@ -121,7 +121,7 @@ def test_saved_state_round_trip_and_refusals(tmp_path):
         load_state(str(other), model)
     assert "\n" not in str(exc.value)
     with pytest.raises(ValueError, match="inconsistent dimensions"):
-        load_state(str(tmp_path), Li2024.create(m=20))
+        load_state(str(tmp_path), Li2024.create(mlp_width=20))
     with pytest.raises(ValueError, match="state must be a state.nc file"):
         load_state(str(tmp_path / "missing"), model)
 

@@ -1,5 +1,6 @@
 """The reproduce targets' claims, checked on the CSV tables they write, at the reduced size
-(``quick=True``: 3 replicas of 600 SGD steps, 600 test prompts per replica and grid point).
+(``quick=True``: 5 replicas of 600 SGD steps, each with its own seed and training tasks; 600 test
+prompts per replica and grid point).
 
 A claim "A below B" is decided when the difference exceeds 5 standard errors of the difference
 (the tables' replica standard errors combined in quadrature)."""
@@ -47,11 +48,12 @@ def test_li_alpha_required_length_falls_as_alpha_test_grows(tmp_path):
     res = reproduce.li_alpha(str(tmp_path), quick=True)
     header, rows = read(tmp_path / "li-alpha.csv")
     assert header == ["alpha_test", "domain", "l_test", "error", "stderr"]
-    # In domain the errors vanish by l = 20 for every alpha', so the comparison is made at l = 5;
-    # out of domain the replicas' spread at l = 5 is ~0.02, so it is made at the longest length.
-    lmax = max(int(r[2]) for r in rows)
-    assert apart(lookup(rows, 0.6, "id", 5), lookup(rows, 1.0, "id", 5))
-    assert apart(lookup(rows, 0.6, "ood", lmax), lookup(rows, 1.0, "ood", lmax))
+    _, paired = read(tmp_path / "li-alpha-paired.csv")
+    # Paired over replicas (same weights, same training tasks): at l = 5, where every error is
+    # still well above 0 (by l = 20 the in-domain ones are ~0), the error at alpha' = 0.6 exceeds
+    # that at alpha' = 1 by more than 5 standard errors of the paired difference, in both domains.
+    for dom in ("id", "ood"):
+        assert apart(lookup(paired, 0.6, dom, 5), (0.0, 0.0))
     for dom in ("id", "ood"):
         req = [res["claims"]["required_length"][(dom, a)] or np.inf for a in (0.6, 0.8, 1.0)]
         assert req == sorted(req, reverse=True) and req[-1] < np.inf
@@ -89,7 +91,7 @@ def test_li_pruning_magnitude_beats_random(tmp_path):
     mag, rnd = lookup(rows, 0.1, "magnitude"), lookup(rows, 0.1, "random")
     assert abs(mag[0]) <= abs(rnd[0]) + 3 * np.hypot(mag[1], rnd[1])
     _, norms = read(tmp_path / "li-pruning-magnitudes.csv")
-    assert len(norms) == 3 * 40
+    assert len(norms) == 5 * 40
 
 
 def test_li_baselines_table_or_clean_skip(tmp_path, monkeypatch, capsys):

@@ -12,29 +12,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable
+from dynamics.core.contract import Block, Model, Observable, declare
 from dynamics.core.params import ParamError
+from dynamics.core.rng import model_rng
 from dynamics.models.li2024 import analysis, patterns
 from dynamics.models.li2024.data import DataModel, Prompts, all_tasks, training_tasks
 from dynamics.models.li2024.evaluation import evaluate
 from dynamics.models.li2024.kernels import loss_grad_batch
 from dynamics.models.li2024.params import METHOD_DEFAULTS, PARAMS
 
-DEFAULT_N_EVAL = 1000
 PROJ_PROMPTS = 200
 """Test prompts (of ``l_test`` columns each) behind the ``qk_proj`` observable."""
 
 
 def build_data(cfg: dict) -> DataModel:
-    """The :class:`DataModel` of a resolved configuration; fixed draws come from ``task_seed``.
+    """The :class:`DataModel` of a resolved configuration.
 
-    The task seed spawns four independent streams (basis, training tasks, ODR coefficients, ODI
-    rotation), so e.g. changing ``S1`` or ``odr_spread`` never changes ``T_tr``.
+    Its fixed draws come from the run's ``seed`` through :func:`dynamics.core.rng.model_rng`, one
+    independent stream per purpose (basis, training tasks, ODR coefficients, ODI rotation), apart
+    from the Monte Carlo replica streams: every replica of a run shares them, and changing e.g.
+    ``S1`` or ``odr_spread`` never changes ``T_tr``.
     """
     M1, M2 = cfg["M1"], cfg["M2"]
     d_x = cfg["d_x"] if cfg["d_x"] is not None else M1 + M2
-    g_basis, g_tasks, g_odr, g_odi = (np.random.Generator(np.random.PCG64(s))
-                                      for s in np.random.SeedSequence(cfg["task_seed"]).spawn(4))
+    g_basis, g_tasks, g_odr, g_odi = (model_rng(cfg["seed"], f"li2024.{purpose}")
+                                      for purpose in ("basis", "tasks", "odr", "odi"))
     mu, nu = patterns.orthonormal_sets(d_x, (M1, M2), None if cfg["pattern_basis"] == "standard" else g_basis)
     q = patterns.label_vector(cfg["label_dim"])
     frac = cfg["task_fraction"] if cfg["task_fraction"] is not None else (M1 - 1) ** -0.5
@@ -59,7 +61,7 @@ class Li2024(Model):
     title = "softmax attention plus ReLU MLP classifying in context, out of domain, pruned"
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, How do nonlinear transformers learn and "
                  "generalize in in-context learning?, ICML 2024")
-    params = PARAMS
+    params = declare(PARAMS, ("mc",), METHOD_DEFAULTS)
     methods = ("mc",)
     method_defaults = METHOD_DEFAULTS
     reproduce_targets = {
@@ -75,7 +77,7 @@ class Li2024(Model):
         cfg = self.config
         self.data = build_data(cfg)
         self.d = self.data.d
-        self.n_eval = int(cfg.get("n_eval") or DEFAULT_N_EVAL)
+        self.n_eval = int(cfg["n_eval"])
 
     @classmethod
     def check(cls, values: dict, given: set) -> None:
@@ -84,9 +86,9 @@ class Li2024(Model):
         if values["d_x"] is not None and values["d_x"] < M1 + M2:
             raise ParamError("d_x", f"d_x must be >= M1 + M2 = {M1 + M2} (orthonormal IDR and IDI patterns), "
                                     f"got {values['d_x']}")
-        if values["m"] % 2:
-            raise ParamError("m", f"m must be even (a = +1/m on half the neurons, -1/m on the other half), "
-                                  f"got {values['m']}")
+        if values["mlp_width"] % 2:
+            raise ParamError("mlp_width", f"mlp_width must be even (a = +1/m on half the neurons, -1/m on the "
+                                          f"other half), got {values['mlp_width']}")
         if values["kappa_low"] > values["kappa_high"]:
             raise ParamError("kappa_low", f"kappa_low must be <= kappa_high = {values['kappa_high']:g}, "
                                           f"got {values['kappa_low']:g}")
@@ -109,14 +111,14 @@ class Li2024(Model):
         return int(length) + (1 if self.config["attend_query"] else 0)
 
     def blocks(self, method: str) -> dict:
-        d, m = self.d, self.config["m"]
+        d, m = self.d, self.config["mlp_width"]
         return {"W_Q": Block((d, d), "W_Q", "eta"), "W_K": Block((d, d), "W_K", "eta"),
                 "W_V": Block((d, d), "W_V", "eta"), "W_O": Block((m, d), "W_O", "eta"),
                 "a": Block((m,), "a", "eta" if self.config["train_a"] else None)}
 
     def initial_state(self, method: str, rng: np.random.Generator) -> dict:
         """``W_Q = W_K = W_V = init_qkv I``, ``W_O`` i.i.d. ``N(0, init_o^2)``, ``a = +-1/m``."""
-        d, m, c = self.d, self.config["m"], self.config["init_qkv"]
+        d, m, c = self.d, self.config["mlp_width"], self.config["init_qkv"]
         a = np.full(m, 1.0 / m)
         a[m // 2:] = -1.0 / m
         return {"W_Q": c * np.eye(d), "W_K": c * np.eye(d), "W_V": c * np.eye(d),
@@ -139,7 +141,7 @@ class Li2024(Model):
 
     # ---- observables --------------------------------------------------------------------
     def coords(self) -> dict:
-        return {"neuron": np.arange(self.config["m"]), "matrix": np.array(["W_Q", "W_K"]),
+        return {"neuron": np.arange(self.config["mlp_width"]), "matrix": np.array(["W_Q", "W_K"]),
                 "part": np.array(["norm", "along_pattern", "orthogonal"])}
 
     def observables(self, method: str) -> dict:

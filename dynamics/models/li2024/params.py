@@ -24,7 +24,7 @@ PARAMS = ParamSet([
     positive_int("label_dim", 4, "dimension d_Y of the label embedding; q is its first unit vector "
                  "(slides: y_i = q if f(x_i) = +1, -q if -1)"),
     Param("pattern_basis", "str", "standard", "standard: IDR and IDI patterns are standard basis vectors; "
-          "random: the same blocks of a Haar-random rotation drawn from task_seed (the dynamics is "
+          "random: the same blocks of a Haar-random rotation drawn from the seed (the dynamics is "
           "rotation-equivariant in distribution: identity and isotropic Gaussian initialisations)",
           choices=("standard", "random")),
     Param("kappa_low", "float", -0.4, "lower end of kappa ~ U[kappa_low, kappa_high], the weight of the IDI "
@@ -37,12 +37,10 @@ PARAMS = ParamSet([
               "alpha/2 each (experiments: 0.8)"),
     positive_int("l_train", 20, "training prompt length l_tr (experiments: 20)"),
     Param("task_fraction", "float", None, "|T_tr| / |T| lower bound (not set: Theorem 1's (M1 - 1)^(-1/2)); "
-          "T_tr is the smallest covering task subset of that size, drawn from task_seed",
-          low=0.0, low_open=True, high=1.0),
-    Param("task_seed", "int", 0, "seed of the fixed draws shared by every replica: T_tr, a random pattern "
-          "basis, dirichlet ODR coefficients, the ODI rotation", low=0),
+          "T_tr is the smallest covering task subset of that size, drawn from the seed (one draw shared by "
+          "every replica)", low=0.0, low_open=True, high=1.0),
     # ---- network (slides p. 13-14)
-    Param("m", "int", 40, "MLP width m (rows of W_O); a = +1/m on the first m/2 neurons, -1/m on the rest",
+    Param("mlp_width", "int", 40, "MLP width m (rows of W_O); a = +1/m on the first m/2 neurons, -1/m on the rest",
           low=2),
     positive_float("init_qkv", 0.3, "W_Q, W_K, W_V start as init_qkv * I (slides: 'initialized from a small "
                    "scaling of identity matrices'); 0.3 gives the initial same-pattern attention ~0.42 of "
@@ -61,7 +59,7 @@ PARAMS = ParamSet([
           "(Theorem 2 needs S_1 >= 1)"),
     Param("odr_spread", "str", "disjoint", "how an ODR pattern's coefficients spread over the IDR patterns: "
           "disjoint = S1/|G_j| on each of a group G_j of IDR patterns, the groups partitioning them (ODR "
-          "patterns orthogonal); dirichlet = S1 * Dirichlet(1) over all IDR patterns, drawn from task_seed",
+          "patterns orthogonal); dirichlet = S1 * Dirichlet(1) over all IDR patterns, drawn from the seed",
           choices=SPREADS),
     _fraction("alpha_test", 0.8, "testing fraction alpha' (slides: 'Replace alpha with alpha' if it is a "
               "testing task'), for in-domain and out-of-domain test prompts"),

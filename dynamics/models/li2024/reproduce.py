@@ -4,8 +4,12 @@
 figures and ``<target>.csv`` (long format: one column per swept parameter, then the measured
 value and its ``stderr``) plus a markdown copy.  Every number is a mean over ``R`` independently
 trained replicas with the standard error of that mean (:mod:`.training`).  Sizes (:data:`FULL`,
-:data:`QUICK`): the full targets use ``R = 8`` replicas and ``n = 4000`` test prompts per replica
-and grid point; ``quick=True`` (the tests) uses ``R = 3``, shorter training and fewer prompts.
+:data:`QUICK`): the full targets use ``R = 16`` replicas and ``n = 2000`` test prompts per replica
+and grid point; ``quick=True`` (the tests) uses ``R = 5``, shorter training and fewer prompts.
+Replica ``r`` is the front end's run ``simulate("li2024", method="mc", seed=r)``: its own draw of
+the training tasks, initialisation and prompts (:mod:`.training`).  ``workers`` (``--workers``)
+trains the replicas, and fits the ``li-baselines`` learners, in that many processes (the numbers
+do not depend on it).
 """
 from __future__ import annotations
 
@@ -20,9 +24,9 @@ from dynamics.models.li2024.evaluation import forward
 from dynamics.models.li2024.pruning import pruning_errors
 from dynamics.models.li2024.training import error_grid, replica_mean, train_replicas
 
-FULL = dict(replicas=8, steps=1500, batch=64, n=4000, lengths=tuple(range(1, 21)), snapshots=30, draws=10,
-            base_n=150, base_replicas=4, base_lengths=(2, 5, 10, 20))
-QUICK = dict(replicas=3, steps=600, batch=64, n=600, lengths=(1, 2, 5, 10, 20), snapshots=12, draws=4,
+FULL = dict(replicas=16, steps=1500, batch=64, n=2000, lengths=tuple(range(1, 21)), snapshots=30, draws=10,
+            base_n=150, base_replicas=6, base_lengths=(2, 5, 10, 20))
+QUICK = dict(replicas=5, steps=600, batch=64, n=600, lengths=(1, 2, 5, 10, 20), snapshots=12, draws=4,
              base_n=20, base_replicas=2, base_lengths=(5, 20))
 S1_VALUES = (0.5, 0.7, 0.9, 1.1, 1.3)
 ALPHA_VALUES = (0.6, 0.8, 1.0)
@@ -37,9 +41,10 @@ def _sizes(quick):
     return QUICK if quick else FULL
 
 
-def _train(z, workers, snapshots=None, n_eval=200):
-    return train_replicas({}, z["replicas"], SEED, z["steps"], z["batch"], snapshots=snapshots, n_eval=n_eval,
-                          workers=workers)
+def _train(z, workers, snapshots=2, n_eval=200, replicas=None):
+    """``R`` replicas (:class:`~.training.Replica`) trained at the default parameters."""
+    return train_replicas(replicas or z["replicas"], SEED, z["steps"], z["batch"], snapshots=snapshots,
+                          n_eval=n_eval, workers=workers)
 
 
 def _z(a, sa, b, sb):
@@ -51,8 +56,8 @@ def _z(a, sa, b, sb):
 def li_ood(out: str, quick: bool = False, workers: int | None = None) -> dict:
     """OOD error against test length for ``S1`` in {0.5, ..., 1.3} (Theorem 2: ``S1 >= 1`` needed)."""
     z = _sizes(quick)
-    model, _, states = _train(z, workers)
-    grid = error_grid(model, states, domain="ood", lengths=z["lengths"], n=z["n"], seed=SEED + 1,
+    reps = _train(z, workers)
+    grid = error_grid(reps, domain="ood", lengths=z["lengths"], n=z["n"], seed=SEED + 1,
                       overrides={s: {"S1": s} for s in S1_VALUES})
     rows = [(s, l, *grid[(s, l)]) for s in S1_VALUES for l in z["lengths"]]
     table = write_table(os.path.join(out, "li-ood"), ["S1", "l_test", "error", "stderr"], rows, digits=True,
@@ -72,12 +77,21 @@ def li_ood(out: str, quick: bool = False, workers: int | None = None) -> dict:
 def li_alpha(out: str, quick: bool = False, workers: int | None = None) -> dict:
     """In- and out-of-domain error against test length for ``alpha'`` in {0.6, 0.8, 1.0}."""
     z = _sizes(quick)
-    model, _, states = _train(z, workers)
-    grids = {dom: error_grid(model, states, domain=dom, lengths=z["lengths"], n=z["n"], seed=SEED + 2,
-                             overrides={a: {"alpha_test": a} for a in ALPHA_VALUES}) for dom in ("id", "ood")}
+    reps = _train(z, workers)
+    grids, raw = {}, {}
+    for dom in ("id", "ood"):
+        grids[dom], raw[dom] = error_grid(reps, domain=dom, lengths=z["lengths"], n=z["n"], seed=SEED + 2,
+                                          overrides={a: {"alpha_test": a} for a in ALPHA_VALUES}, per_replica=True)
     rows = [(a, dom, l, *grids[dom][(a, l)]) for dom in ("id", "ood") for a in ALPHA_VALUES for l in z["lengths"]]
     table = write_table(os.path.join(out, "li-alpha"), ["alpha_test", "domain", "l_test", "error", "stderr"], rows,
                         digits=True, title=f"Classification error, mean +- SE over {z['replicas']} replicas")
+    # Paired over replicas: each replica's error at alpha' minus its error at alpha' = 1 on the same
+    # trained weights and training tasks (the replicas' spread in T_tr cancels).
+    prow = [(a, dom, l, *replica_mean(raw[dom][(a, l)] - raw[dom][(1.0, l)])) for dom in ("id", "ood")
+            for a in ALPHA_VALUES[:-1] for l in z["lengths"]]
+    table += "\n" + write_table(os.path.join(out, "li-alpha-paired"), ["alpha_test", "domain", "l_test",
+                                                                    "error_minus_alpha1", "stderr"], prow, digits=True,
+                                title="Paired difference: error at alpha' minus error at alpha' = 1, same replica")
     L = np.array(z["lengths"])
     figures.curves(os.path.join(out, "li-alpha.png"),
                    [(title, {f"alpha' = {a}": (L, *np.array([grids[dom][(a, l)] for l in L]).T) for a in ALPHA_VALUES})
@@ -88,10 +102,7 @@ def li_alpha(out: str, quick: bool = False, workers: int | None = None) -> dict:
         for a in ALPHA_VALUES:
             below = [l for l in L if grids[dom][(a, l)][0] <= LEVEL]
             required[(dom, a)] = int(below[0]) if below else None
-    lmid = int(L[len(L) // 2])
-    claims = {"required_length": required,
-              "order_z": {dom: [_z(*grids[dom][(lo, lmid)], *grids[dom][(hi, lmid)])
-                                for lo, hi in zip(ALPHA_VALUES, ALPHA_VALUES[1:])] for dom in ("id", "ood")}}
+    claims = {"required_length": required, "paired": {(a, dom, l): (d, e) for a, dom, l, d, e in prow}}
     return {"table": table, "rows": rows, "claims": claims}
 
 
@@ -99,7 +110,8 @@ def li_mechanism(out: str, quick: bool = False, workers: int | None = None) -> d
     """Attention on same-pattern contexts, W_Q/W_K projections and the W_O W_V picture against
     iterations (Propositions 1 and 2)."""
     z = _sizes(quick)
-    model, dss, _ = _train(z, workers, snapshots=z["snapshots"], n_eval=z["n"] // 4)
+    reps = _train(z, workers, snapshots=z["snapshots"], n_eval=z["n"] // 4)
+    dss = [rep.ds for rep in reps]
     t = dss[0]["t"].values
     R = len(dss)
     rows, lines = [], {}
@@ -118,7 +130,7 @@ def li_mechanism(out: str, quick: bool = False, workers: int | None = None) -> d
     write_table(os.path.join(out, "li-mechanism-projections"), ["t", "matrix", "part", "projection", "stderr"], prow,
                 digits=True)
     figures.projections(os.path.join(out, "li-mechanism-projections.png"), t, pm, ps)
-    sign = np.sign(model.initial_state("mc", np.random.default_rng(0))["a"])
+    sign = np.sign(reps[0].state["a"])
     erow = []
     for i, tt in enumerate(t):
         for part in ("feature", "label"):
@@ -143,9 +155,10 @@ def li_mechanism(out: str, quick: bool = False, workers: int | None = None) -> d
 def li_pruning(out: str, quick: bool = False, workers: int | None = None) -> dict:
     """OOD error and hinge loss against pruning rate, magnitude vs random (Theorem 3)."""
     z = _sizes(quick)
-    model, _, states = _train(z, workers)
-    per = [pruning_errors(model, st, PRUNE_RATES, np.random.default_rng([SEED + 3, r]), z["n"], "ood", z["draws"])
-           for r, st in enumerate(states)]
+    reps = _train(z, workers)
+    states = [rep.state for rep in reps]
+    per = [pruning_errors(rep.model, rep.state, PRUNE_RATES, np.random.default_rng([SEED + 3, r]), z["n"], "ood",
+                          z["draws"]) for r, rep in enumerate(reps)]
     out_rows, numbers = {}, {}
     for metric in ("error", "hinge"):
         rows = []
@@ -195,15 +208,16 @@ def li_baselines(out: str, quick: bool = False, workers: int | None = None) -> d
         print(msg)
         return {"skipped": msg, "table": ""}
     z = _sizes(quick)
-    model, _, states = train_replicas({}, z["base_replicas"], SEED, z["steps"], z["batch"], workers=workers)
+    reps = _train(z, workers, replicas=z["base_replicas"])
     keys = [(dom, a, l) for dom in ("id", "ood") for a in BASELINE_ALPHAS for l in z["base_lengths"]]
-    jobs = [(model, st, SEED + 4, r, dom, a, l, z["base_n"]) for (dom, a, l) in keys for r, st in enumerate(states)]
+    jobs = [(rep.model, rep.state, SEED + 4, r, dom, a, l, z["base_n"]) for (dom, a, l) in keys
+            for r, rep in enumerate(reps)]
     if workers and int(workers) > 1:
         with ProcessPoolExecutor(max_workers=int(workers)) as pool:
             res = list(pool.map(_baseline_point, jobs))
     else:
         res = [_baseline_point(j) for j in jobs]
-    R = len(states)
+    R = len(reps)
     methods = ("transformer",) + baselines.METHODS
     rows, grid = [], {}
     for i, (dom, a, l) in enumerate(keys):

@@ -42,8 +42,8 @@ def load_state(path: str, model) -> list:
         if "replica" not in ds[b].dims:
             arr = arr[None]
         if arr.shape[1:] != tuple(blocks[b].shape):
-            raise ValueError(f"state {path!r}: {b} has shape {arr.shape[1:]} but the parameters (m = "
-                             f"{model.config['m']}, d = d_x + label_dim = {model.d}) give {tuple(blocks[b].shape)}: "
+            raise ValueError(f"state {path!r}: {b} has shape {arr.shape[1:]} but the parameters (mlp_width = "
+                             f"{model.config['mlp_width']}, d = d_x + label_dim = {model.d}) give {tuple(blocks[b].shape)}: "
                              f"inconsistent dimensions")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"state {path!r}: {b} has non-finite entries")
