@@ -96,7 +96,7 @@ def test_li_pruning_magnitude_beats_random(tmp_path):
 
 def test_li_baselines_table_or_clean_skip(tmp_path, monkeypatch, capsys):
     pytest.importorskip("sklearn")
-    res = reproduce.li_baselines(str(tmp_path), quick=True)
+    reproduce.li_baselines(str(tmp_path), quick=True)
     header, rows = read(tmp_path / "li-baselines.csv")
     assert header == ["alpha_test", "domain", "l_test", "method", "error", "stderr"]
     assert {r[3] for r in rows} == {"transformer", *baselines.METHODS}

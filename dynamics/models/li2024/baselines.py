@@ -22,11 +22,9 @@ METHODS = ("logistic", "svm_linear", "svm_rbf", "1nn", "3nn")
 
 def available() -> bool:
     """True if scikit-learn can be imported."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    import importlib.util
+
+    return importlib.util.find_spec("sklearn") is not None
 
 
 def _learner(name: str, l: int):

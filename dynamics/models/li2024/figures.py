@@ -44,7 +44,8 @@ def pruning(path, rates, lines_err, lines_hinge, norms):
         ax.legend(fontsize=8)
     axes[0].set_ylim(bottom=0)
     for r, nrm in enumerate(norms):
-        axes[2].plot(np.arange(1, nrm.size + 1), np.sort(nrm), marker=".", lw=1, label=f"replica {r}" if r < 4 else None)
+        axes[2].plot(np.arange(1, nrm.size + 1), np.sort(nrm), marker=".", lw=1,
+                     label=f"replica {r}" if r < 4 else None)
     axes[2].set_xlabel("neuron rank (by |W_O(i,.)|)")
     axes[2].set_ylabel("|W_O(i,.)|")
     axes[2].set_title("sorted neuron magnitudes", fontsize=10)

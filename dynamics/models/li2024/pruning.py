@@ -81,7 +81,10 @@ def pruning_errors(model, state: dict, rates, rng: np.random.Generator, n: int, 
     out = {}
     for rate in rates:
         mag = values(prune(state, rate, "magnitude"))
-        rnd = np.mean([values(prune(state, rate, "random", rng)) for _ in range(int(draws))], axis=0)
+        if pruned_count(rate, state["W_O"].shape[0]) == 0:
+            rnd = mag  # nothing pruned: both are the unpruned network
+        else:
+            rnd = np.mean([values(prune(state, rate, "random", rng)) for _ in range(int(draws))], axis=0)
         for how, v in (("magnitude", mag), ("random", rnd)):
             for k, metric in enumerate(METRICS):
                 out[(how, rate, metric)] = mean_se(v[k]) + mean_se(v[k] - base[k])

@@ -27,7 +27,7 @@ from dynamics.models.li2024.training import error_grid, replica_mean, train_repl
 FULL = dict(replicas=16, steps=1500, batch=64, n=2000, lengths=tuple(range(1, 21)), snapshots=30, draws=10,
             base_n=150, base_replicas=6, base_lengths=(2, 5, 10, 20))
 QUICK = dict(replicas=5, steps=600, batch=64, n=600, lengths=(1, 2, 5, 10, 20), snapshots=12, draws=4,
-             base_n=20, base_replicas=2, base_lengths=(5, 20))
+             base_n=15, base_replicas=2, base_lengths=(5,))
 S1_VALUES = (0.5, 0.7, 0.9, 1.1, 1.3)
 ALPHA_VALUES = (0.6, 0.8, 1.0)
 BASELINE_ALPHAS = (0.6, 0.8)
@@ -143,8 +143,9 @@ def li_mechanism(out: str, quick: bool = False, workers: int | None = None) -> d
     figures.embedding(os.path.join(out, "li-mechanism-embedding.png"), t[picks],
                       [np.concatenate([ds["feature_cos"].values[i] for ds in dss]) for i in picks],
                       [np.concatenate([ds["label_cos"].values[i] for ds in dss]) for i in picks], sign)
-    final = {dom: (lines[name][0][-1], lines[name][1][-1]) for dom, name in (("id", "in domain"), ("ood", "out of domain"))}
-    initial = {dom: (lines[name][0][0], lines[name][1][0]) for dom, name in (("id", "in domain"), ("ood", "out of domain"))}
+    doms = (("id", "in domain"), ("ood", "out of domain"))
+    final = {dom: (lines[name][0][-1], lines[name][1][-1]) for dom, name in doms}
+    initial = {dom: (lines[name][0][0], lines[name][1][0]) for dom, name in doms}
     last = {(p, s): (c, e) for tt, p, s, c, e in erow if tt == int(t[-1])}
     claims = {"attn_final": final, "attn_initial": initial, "embedding_final": last,
               "projection_final": {(mat, part): (pm[-1, k, j], ps[-1, k, j]) for k, mat in enumerate(("W_Q", "W_K"))
@@ -234,5 +235,6 @@ def li_baselines(out: str, quick: bool = False, workers: int | None = None) -> d
         figures.curves(os.path.join(out, f"li-baselines-{dom}.png"),
                        [(f"alpha' = {a}", {m: (L, *np.array([grid[(dom, a, l, m)] for l in L]).T) for m in methods})
                         for a in BASELINE_ALPHAS],
-                       f"One-layer transformer vs classical learners ({'in domain' if dom == 'id' else 'out of domain'})")
+                       "One-layer transformer vs classical learners "
+                       f"({'in domain' if dom == 'id' else 'out of domain'})")
     return {"table": table, "rows": rows, "grid": grid}

@@ -43,8 +43,8 @@ def load_state(path: str, model) -> list:
             arr = arr[None]
         if arr.shape[1:] != tuple(blocks[b].shape):
             raise ValueError(f"state {path!r}: {b} has shape {arr.shape[1:]} but the parameters (mlp_width = "
-                             f"{model.config['mlp_width']}, d = d_x + label_dim = {model.d}) give {tuple(blocks[b].shape)}: "
-                             f"inconsistent dimensions")
+                             f"{model.config['mlp_width']}, d = d_x + label_dim = {model.d}) give "
+                             f"{tuple(blocks[b].shape)}: inconsistent dimensions")
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"state {path!r}: {b} has non-finite entries")
         arrays[b] = arr
