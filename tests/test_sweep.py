@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -196,3 +197,34 @@ def test_local_workers_run_numba_single_threaded():
     with _client(None, 1, True, None) as client:
         assert client.submit(os.getenv, "NUMBA_NUM_THREADS", pure=False).result() == "1"
         assert client.submit(numba.get_num_threads, pure=False).result() == 1
+
+
+def test_ctrl_c_exits_130_with_one_line_and_keeps_the_points_done(tmp_path):
+    """SIGINT while a long point runs: exit 130, one error line, no traceback, finished points kept."""
+    import signal
+
+    (tmp_path / "s.toml").write_text(textwrap.dedent("""\
+        model = "huang2024"
+        [fixed]
+        K = 20
+        [sweep]
+        steps = [10, 100000000]
+        [outputs]
+        final = ["gap"]
+        """))
+    proc = subprocess.Popen([sys.executable, "-m", "dynamics.sweep", "s.toml", "--workers", "1", "--threads"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.time() + 120
+    while time.time() < deadline:  # the point with 10 steps reports before the long one ends
+        line = proc.stderr.readline()
+        lines.append(line)
+        if line.startswith("point 0"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    errors = [x for x in (lines + err.splitlines()) if x.startswith("error:")]
+    assert proc.returncode == 130, (lines, err)
+    assert len(errors) == 1 and "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    kept = xr.open_dataset(tmp_path / "s.nc.partial.nc")
+    assert kept.sizes["point"] == 1 and np.all(np.isfinite(kept["final_gap"].values))

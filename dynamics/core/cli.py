@@ -77,8 +77,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def guarded(run, argv=None) -> int:
-    """Run ``run(argv)`` (returning an exit status) with the error conventions of the project."""
+def guarded(run, argv=None, interrupted: str = "results written so far are kept") -> int:
+    """Run ``run(argv)`` (returning an exit status) with the error conventions of the project;
+    ``interrupted`` completes the one line printed on Ctrl-C."""
     caught = []
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -88,8 +89,7 @@ def guarded(run, argv=None) -> int:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("error: interrupted; results written so far are kept (a checkpointing run resumes with --resume)",
-              file=sys.stderr)
+        print(f"error: interrupted; {interrupted}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         try:
@@ -153,7 +153,8 @@ def simulate_parser(cls, method_choices):
 
 def simulate_main(argv=None) -> int:
     """``python -m dynamics.simulate``: 0 done, 1 diverged (snapshots kept), 2 bad input."""
-    return guarded(_simulate, argv)
+    return guarded(_simulate, argv, "snapshots so far are lost unless --checkpoint-every was given: then "
+                                    "python -m dynamics.simulate --resume RUN_DIR continues")
 
 
 def _simulate(argv):
@@ -178,12 +179,13 @@ def _simulate(argv):
     where = f"config file {known.config}"
     values, names = cls.resolve(toml_params, flags, method=method, origin=(where, "flags"))
     run = {}
-    for p in RUN_PARAMS:
-        raw = getattr(ns, p.name, toml.get(p.name, p.default))
-        try:
-            run[p.name] = p.coerce(raw)
-        except ParamError as exc:
-            raise UsageError(f"{exc} (in {where})" if p.name in toml and not hasattr(ns, p.name) else str(exc))
+    for p in RUN_PARAMS:  # both layers are checked, even a value the flag overrides
+        if p.name in toml:
+            try:
+                run[p.name] = p.coerce(toml[p.name])
+            except ParamError as exc:
+                raise UsageError(f"{exc} (in {where})") from None
+        run[p.name] = p.coerce(getattr(ns, p.name)) if hasattr(ns, p.name) else run.get(p.name, p.default)
     given_values = {k: values[k] for k in names}
     out = run["out"] or os.path.join("runs", f"{cls.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
     request = {"model": cls.name, "method": method, "given": _jsonable(given_values)}

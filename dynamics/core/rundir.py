@@ -40,6 +40,11 @@ def check_writable_file(path: str, what: str = "--out") -> str:
     path = os.path.abspath(path)
     if os.path.isdir(path):
         raise UsageError(f"{what} {path} is a directory, not a file")
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{what} {path} lies under {parent}, which is a file")
     check_writable_dir(os.path.dirname(path), what)
     return path
 

@@ -21,6 +21,7 @@ local workers' environment and ``numba.set_num_threads(1)`` in every task).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from dynamics.sweep.grid import Grid, build_grid
@@ -36,7 +37,8 @@ def main(argv=None) -> int:
     """``python -m dynamics.sweep SPEC.toml``: 0 all points done, 1 some failed, 2 bad input, 130 Ctrl-C."""
     from dynamics.core.cli import guarded
 
-    return guarded(_main, argv)
+    return guarded(_main, argv, "the points done so far are kept in OUT.partial.nc; run the same command again "
+                                "to compute only the rest")
 
 
 def _main(argv):
@@ -68,8 +70,15 @@ def _main(argv):
         return 0
     say = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     show = enabled(args.quiet)
+    def stop_threads():  # thread workers cannot be stopped: leave now that the finished points are stored
+        print("error: interrupted; the points done so far are kept in OUT.partial.nc; run the same command again "
+              "to compute only the rest", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(130)
+
     rep = run_sweep(spec, args.out, scheduler=args.scheduler, workers=workers, processes=not args.threads,
-                    retries=retries, log=None if show else say, show_progress=show)
+                    retries=retries, log=None if show else say, show_progress=show,
+                    on_interrupt=stop_threads if args.threads else None)
     print(f"{rep.path}: {rep.n_points} points, {rep.n_computed} run now, {rep.n_skipped} already done, "
           f"{len(rep.errors)} failed ({rep.wall_s:.1f} s)")
     for e in rep.errors:

@@ -101,14 +101,16 @@ class SweepReport:
 
 
 def run_sweep(spec, out=None, *, scheduler=None, workers=None, processes=True, retries=None,
-              flush_interval=1.0, log=None, show_progress=False) -> SweepReport:
+              flush_interval=1.0, log=None, show_progress=False, on_interrupt=None) -> SweepReport:
     """Run every point of ``spec`` (a path, a dict or a :class:`SweepSpec`) and write one dataset.
 
     ``scheduler``: address of an existing Dask scheduler; otherwise a local cluster of
     ``workers`` single-threaded workers (processes, or threads with ``processes=False``).
     ``retries``: how often a task may lose its worker before the point fails (local cluster;
     Dask's default 3 when None).  ``flush_interval``: seconds between rewrites of the progress
-    store.  ``log``: a callable receiving one line per finished point.
+    store.  ``log``: a callable receiving one line per finished point.  ``on_interrupt``: called
+    after Ctrl-C once the finished points are stored, before the workers are shut down (thread
+    workers cannot be stopped: the command-line front end exits there).
     """
     from dynamics.core.progress import progress
     from dynamics.core.rundir import check_writable_file
@@ -124,33 +126,20 @@ def run_sweep(spec, out=None, *, scheduler=None, workers=None, processes=True, r
     n_skipped = len(grid.keys) - len(todo)
     errors = {}
     if todo:
-        last = time.monotonic()
         bar = progress(len(todo), f"sweep {spec.name or spec.model}", unit="point", show=show_progress)
         try:
             with bar, client(scheduler, workers, processes, retries) as cl:
                 from distributed import as_completed
 
                 futs = {cl.submit(run_point, spec.model, grid.methods[i], grid.points[i], spec.outputs, i,
-                                      pure=False): i for i in todo}
-                for fut in as_completed(futs):
-                    i = futs[fut]
-                    try:
-                        r = fut.result()
-                    except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker: the point failed
-                        why = str(exc).split(". ")[0]  # Dask's KilledWorker text goes on for lines
-                        r = {"ok": False, "error": f"worker lost while computing it: {type(exc).__name__}: {why}"}
-                    if r["ok"]:
-                        done[grid.keys[i]] = (r["data"], r["wall_s"])
-                        line = f"point {i} ({grid.labels[i]}): done in {r['wall_s']:.2f} s"
-                    else:
-                        errors[i] = f"point {i} ({grid.labels[i]}): {r['error']}"
-                        line = errors[i]
-                    bar.update(1)
-                    if log:
-                        log(line)
-                    if time.monotonic() - last >= flush_interval:
-                        write_store(partial_path(out), done)
-                        last = time.monotonic()
+                                  pure=False): i for i in todo}
+                try:
+                    _collect(as_completed(futs), futs, grid, done, errors, bar, log, out, flush_interval)
+                except KeyboardInterrupt:
+                    write_store(partial_path(out), done)
+                    if on_interrupt is not None:
+                        on_interrupt()
+                    raise
         finally:
             if done:
                 write_store(partial_path(out), done)
@@ -159,3 +148,27 @@ def run_sweep(spec, out=None, *, scheduler=None, workers=None, processes=True, r
         os.unlink(partial_path(out))
     return SweepReport(out, len(grid.keys), len(todo), n_skipped, [errors[i] for i in sorted(errors)],
                        time.perf_counter() - t0)
+
+
+def _collect(completed, futs, grid, done, errors, bar, log, out, flush_interval):
+    """Record each finished point (or its error) and rewrite the progress store now and then."""
+    last = time.monotonic()
+    for fut in completed:
+        i = futs[fut]
+        try:
+            r = fut.result()
+        except Exception as exc:  # noqa: BLE001 -- e.g. KilledWorker: the point failed
+            why = str(exc).split(". ")[0]  # Dask's KilledWorker text goes on for lines
+            r = {"ok": False, "error": f"worker lost while computing it: {type(exc).__name__}: {why}"}
+        if r["ok"]:
+            done[grid.keys[i]] = (r["data"], r["wall_s"])
+            line = f"point {i} ({grid.labels[i]}): done in {r['wall_s']:.2f} s"
+        else:
+            errors[i] = f"point {i} ({grid.labels[i]}): {r['error']}"
+            line = errors[i]
+        bar.update(1)
+        if log:
+            log(line)
+        if time.monotonic() - last >= flush_interval:
+            write_store(partial_path(out), done)
+            last = time.monotonic()
