@@ -45,6 +45,9 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
     level (NaN if never), located on the dense output.
     """
     t0 = time.perf_counter()
+    if steps <= 0:  # nothing to integrate: the initial state is the one snapshot
+        recorder.put(0, model.observe(state, "flow"))
+        return {b: a.copy() for b, a in state.items()}, np.zeros(1), {"rhs_evaluations": 0, "wall_s": 0.0}
     lrs = model.learning_rates("flow")
     pk = Packing(state, lrs, model.movable("flow"))
     work = {b: a.copy() for b, a in state.items()}

@@ -1,0 +1,129 @@
+"""Post-training analyses of a saved ``li2024`` run: ``python -m dynamics.models.li2024.analyze RUN_DIR``.
+
+Reads the run directory written by ``python -m dynamics.simulate --model li2024 --method mc``
+(``config.json`` for the parameters, ``state.nc`` for every replica's final weights), and writes
+into ``--out`` (default ``RUN_DIR/analysis``):
+
+- ``analysis-errors.csv``: in- and out-of-domain classification error, hinge loss and
+  same-pattern attention of every replica (``n`` fresh test prompts each);
+- ``analysis-projections.csv``: Proposition 1, the norms of ``W_Q p_query`` and ``W_K p_i`` and
+  their components along the column's own relevant pattern, in and out of domain;
+- ``analysis-embedding.csv``: Proposition 2, per neuron ``|W_O(i,.)|``, ``cos(f_i, mu_bar)``,
+  ``cos(g_i, sign(a_i) q)`` and the parts' norms;
+- ``analysis-pruning.csv`` / ``analysis-pruning-hinge.csv`` and ``analysis-pruning.png``:
+  magnitude-based and random pruning of ``W_O`` rows at the ``--rates`` (out of domain; each
+  rate's change is paired on common test prompts).
+
+A run of another model, or a ``state.nc`` whose shapes do not fit ``config.json``, is refused in
+one line (exit status 2) before anything is computed.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from dynamics.core.errors import UsageError
+from dynamics.core.report import write_table
+from dynamics.models.li2024 import analysis, figures
+from dynamics.models.li2024.evaluation import evaluate
+from dynamics.models.li2024.pruning import check_rate, pruning_errors
+from dynamics.models.li2024.state import load_state
+
+DEFAULT_RATES = "0,0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4"
+
+
+def load_run(folder: str):
+    """``(model, states)`` of a ``li2024`` run directory (one-line errors otherwise)."""
+    from dynamics.core.rundir import read_config
+    from dynamics.models.li2024.model import Li2024
+
+    if not os.path.isdir(folder):
+        raise UsageError(f"run directory {folder!r} does not exist")
+    cfg = read_config(folder)
+    if cfg is None:
+        raise UsageError(f"{folder} has no config.json: not a run directory of python -m dynamics.simulate")
+    if cfg["model"] != Li2024.name:
+        raise UsageError(f"{folder} is a run of model {cfg['model']!r}; these analyses need a li2024 run")
+    model = Li2024.create(method="mc", **cfg["given"])
+    return model, load_state(folder, model)
+
+
+def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, draws: int = 10, seed: int = 0) -> dict:
+    """Run every analysis on the run directory ``folder``; returns the tables' markdown."""
+    rates = [check_rate(r) for r in (rates if rates is not None else DEFAULT_RATES.split(","))]
+    if int(n) < 2:
+        raise ValueError(f"n must be an integer >= 2 (a standard error needs two prompts), got {n}")
+    model, states = load_run(folder)
+    out = out or os.path.join(folder, "analysis")
+    os.makedirs(out, exist_ok=True)
+    rows_e, rows_p, rows_n, per = [], [], [], []
+    for r, st in enumerate(states):
+        rng = np.random.default_rng([int(seed), r])
+        for dom in ("id", "ood"):
+            est = evaluate(model, st, rng, n, dom)
+            rows_e.append((r, dom, *est["error"], *est["hinge"], *est["attn_same"]))
+            proj = analysis.projections(model, st, rng, min(int(n), 500), dom)
+            rows_p += [(r, dom, mat, part, *proj[f"{mat}_{part}"]) for mat in ("W_Q", "W_K") for part in analysis.PARTS]
+        emb = analysis.embedding(model, st)
+        rows_n += [(r, i, "+" if st["a"][i] > 0 else "-", emb["neuron_norm"][i], emb["feature_cos"][i],
+                    emb["label_cos"][i], emb["feature_norm"][i], emb["label_norm"][i]) for i in range(st["a"].size)]
+        per.append(pruning_errors(model, st, rates, rng, n, "ood", draws))
+    tables = {
+        "errors": write_table(os.path.join(out, "analysis-errors"), ["replica", "domain", "error", "stderr", "hinge",
+                                                                      "hinge_stderr", "attn_same", "attn_stderr"],
+                              rows_e, digits=True),
+        "projections": write_table(os.path.join(out, "analysis-projections"), ["replica", "domain", "matrix", "part",
+                                                                               "projection", "stderr"], rows_p,
+                                   digits=True),
+        "embedding": write_table(os.path.join(out, "analysis-embedding"), ["replica", "neuron", "sign_a", "neuron_norm",
+                                                                           "feature_cos", "label_cos", "feature_norm",
+                                                                           "label_norm"], rows_n, digits=True),
+    }
+    lines = {}
+    for metric, name in (("error", "analysis-pruning"), ("hinge", "analysis-pruning-hinge")):
+        rows = [(r, rate, how, *p[(how, rate, metric)]) for r, p in enumerate(per) for rate in rates
+                for how in ("magnitude", "random")]
+        tables[name] = write_table(os.path.join(out, name), ["replica", "prune_rate", "method", metric, "stderr",
+                                                             "change", "change_stderr"], rows, digits=True)
+        lines[metric] = {how: (np.array([np.mean([p[(how, rate, metric)][0] for p in per]) for rate in rates]),
+                               np.array([_se([p[(how, rate, metric)][0] for p in per]) for rate in rates]))
+                         for how in ("magnitude", "random")}
+    figures.pruning(os.path.join(out, "analysis-pruning.png"), np.array(rates), lines["error"], lines["hinge"],
+                    [np.linalg.norm(st["W_O"], axis=1) for st in states])
+    return tables
+
+
+def _se(v):
+    v = np.asarray(v, dtype=np.float64)
+    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+
+
+def main(argv=None) -> int:
+    from dynamics.core.cli import ArgParser, guarded
+    from dynamics.core.params import Param
+
+    def run(args_in):
+        ap = ArgParser(prog="python -m dynamics.models.li2024.analyze", description=__doc__.split("\n\n")[0])
+        ap.add_argument("run_dir", help="run directory of python -m dynamics.simulate --model li2024 --method mc")
+        ap.add_argument("--out", help="output folder (default RUN_DIR/analysis)")
+        ap.add_argument("--n", default="2000", help="test prompts per replica and quantity (default 2000)")
+        ap.add_argument("--rates", default=DEFAULT_RATES, help=f"pruning rates in [0, 1) (default {DEFAULT_RATES})")
+        ap.add_argument("--draws", default="10", help="random prunings averaged per rate (default 10)")
+        ap.add_argument("--seed", default="0", help="seed of the test prompts (default 0)")
+        args = ap.parse_args(args_in)
+        n = Param("n", "int", 2000, "", low=2).coerce(args.n)
+        draws = Param("draws", "int", 10, "", low=1).coerce(args.draws)
+        seed = Param("seed", "int", 0, "", low=0).coerce(args.seed)
+        rates = [check_rate(x) for x in Param("rates", "floats", [0.0], "").coerce(args.rates)]
+        tables = analyze(args.run_dir, args.out, n=n, rates=rates, draws=draws, seed=seed)
+        print(tables["errors"])
+        print(tables["analysis-pruning-hinge"])
+        return 0
+
+    return guarded(run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

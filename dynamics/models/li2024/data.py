@@ -1,0 +1,187 @@
+"""The data model of H. Li et al. (ICML 2024; MODEL.md section 8): patterns, tasks, prompts.
+
+In-domain: orthonormal IDR patterns ``mu_1..mu_M1`` and IDI patterns ``nu_1..nu_M2``; an input
+is ``x = mu_j + kappa nu_k`` (slides: "each in-domain data x = mu_j + noise"; the slides' worked
+example ``mu_1 + 0.2 nu_3``, ``mu_1 - 0.3 nu_5``).  A task is an ordered pair ``(a, b)``,
+``a != b``: ``f(x) = +1`` if x's IDR pattern is ``mu_a``, ``-1`` if ``mu_b``, a random label
+otherwise, so ``|T| = M1 (M1 - 1)``.  Training uses ``T_tr``, a subset covering every pattern as
+``a`` and as ``b`` with ``|T_tr| / |T| >= (M1 - 1)^(-1/2)`` (Theorem 1, condition 1).
+
+Out of domain: ``M1'`` ODR patterns ``mu'_j = sum_i c_{j,i} mu_i`` with ``sum_i c_{j,i} = S1``
+(slides: "Consider each ODR pattern as a linear combination of IDR patterns. Denote S_1 as the
+summation of the linear coefficients"), ``M2'`` ODI patterns in the span of the IDI patterns,
+tasks ``T'`` = ordered pairs of ODR patterns.
+
+Prompt (slides eq. 6): ``l`` examples, each of pattern ``a`` or ``b`` with probability
+``alpha/2`` each and of another pattern otherwise ("with a probability of alpha/2, select
+examples of mu_a and mu_b ... Replace alpha with alpha' if it is a testing task"); the query's
+pattern is ``a`` or ``b`` with probability 1/2 each and its label ``z = f(x_q)``.  Columns
+``p_i = (x_i; y_i)`` with ``y_i = +q`` or ``-q``; the query column is ``(x_q; 0)``.
+
+The pieces shared with the chain-of-thought system live in :mod:`.patterns`.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from dynamics.core.jit import jit
+from dynamics.models.li2024 import patterns
+
+DOMAINS = ("train", "id", "ood")
+"""``train``: tasks ``T_tr``; ``id``: unseen in-domain tasks ``T \\ T_tr``; ``ood``: tasks ``T'``."""
+COVER_TRIES = 10_000
+
+
+@jit
+def fill_columns(rel_vecs, rel, irr_vecs, irr, kappa, label, q, P):
+    """``P[b, i] = (rel_vecs[rel[b, i]] + kappa[b, i] irr_vecs[irr[b, i]]; label[b, i] q)`` in one
+    pass (the numpy expression :func:`patterns.mix` + :func:`patterns.columns` allocates three
+    temporaries and dominated the cost of a training step)."""
+    B, L1 = rel.shape
+    dx = rel_vecs.shape[1]
+    dy = q.shape[0]
+    for b in range(B):
+        for i in range(L1):
+            r, k, w, y = rel[b, i], irr[b, i], kappa[b, i], label[b, i]
+            for j in range(dx):
+                P[b, i, j] = rel_vecs[r, j] + w * irr_vecs[k, j]
+            for j in range(dy):
+                P[b, i, dx + j] = y * q[j]
+
+
+class Prompts(NamedTuple):
+    """A batch of prompts (a tuple of arrays whose first axis is the prompt).
+
+    ``P``: ``(B, L + 1, d)`` columns ``p_i = (x_i; y_i)``, the query ``(x_q; 0)`` last.
+    ``z``: ``(B,)`` the query's label ``+-1``.
+    ``same``: ``(B, L)`` True where a context example shares the query's relevant pattern.
+    """
+
+    P: np.ndarray
+    z: np.ndarray
+    same: np.ndarray
+
+
+def all_tasks(M: int) -> np.ndarray:
+    """Every task ``(a, b)``, ``a != b``, of ``M`` patterns: shape ``(M (M - 1), 2)``."""
+    return np.array([(a, b) for a, b in itertools.permutations(range(int(M)), 2)], dtype=np.int64)
+
+
+def covers(tasks: np.ndarray, M: int) -> bool:
+    """True if every pattern appears as ``a`` (label +1) and as ``b`` (label -1) in ``tasks``."""
+    return len(set(tasks[:, 0].tolist())) == M and len(set(tasks[:, 1].tolist())) == M
+
+
+def training_tasks(M: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """``T_tr``: the smallest task subset with ``|T_tr| / |T| >= fraction`` covering every pattern
+    and label, drawn uniformly among such subsets (rejection sampling; after
+    :data:`COVER_TRIES` failures, a random cycle ``(s_i, s_{i+1})`` plus uniform extra tasks).
+
+    The size is ``max(ceil(fraction |T|), M)`` (covering needs ``M`` tasks).  Rows are sorted.
+    """
+    T = all_tasks(M)
+    n = max(int(np.ceil(fraction * len(T) - 1e-12)), M)
+    n = min(n, len(T))
+    for _ in range(COVER_TRIES):
+        pick = T[np.sort(rng.choice(len(T), n, replace=False))]
+        if covers(pick, M):
+            return pick
+    perm = rng.permutation(M)
+    cycle = {(int(perm[i]), int(perm[(i + 1) % M])) for i in range(M)}
+    rest = [i for i, (a, b) in enumerate(T.tolist()) if (a, b) not in cycle]
+    extra = rng.choice(rest, n - M, replace=False) if n > M else []
+    chosen = sorted(cycle | {tuple(T[i]) for i in extra})
+    return np.array(chosen, dtype=np.int64)
+
+
+@dataclass
+class DataModel:
+    """Patterns, task sets and the prompt sampler (module docstring).
+
+    Attributes
+    ----------
+    mu : (M1, d_x)        IDR patterns.          nu : (M2, d_x)   IDI patterns.
+    q : (d_y,)            label embedding.
+    odr : (M1', d_x)      ODR patterns ``mu'``.  odr_coeffs : (M1', M1) their ``c_{j,i}``.
+    odi : (M2', d_x)      ODI patterns ``nu'``.
+    tasks : (|T|, 2)      every in-domain task.  train_tasks : ``T_tr``.  unseen_tasks : ``T \\ T_tr``
+                          (all of ``T`` when ``T_tr = T``).  ood_tasks : ``T'``.
+    kappa_low, kappa_high : bounds of ``kappa ~ U[kappa_low, kappa_high]``.
+    other_label : ``example`` (a fresh fair sign per example) or ``prompt`` (one fair sign per
+                  prompt and non-task pattern).
+    """
+
+    mu: np.ndarray
+    nu: np.ndarray
+    q: np.ndarray
+    odr: np.ndarray
+    odr_coeffs: np.ndarray
+    odi: np.ndarray
+    tasks: np.ndarray
+    train_tasks: np.ndarray
+    unseen_tasks: np.ndarray
+    ood_tasks: np.ndarray
+    kappa_low: float
+    kappa_high: float
+    other_label: str = "example"
+
+    @property
+    def d_x(self) -> int:
+        return self.mu.shape[1]
+
+    @property
+    def d(self) -> int:
+        """Column dimension ``d_x + d_y``."""
+        return self.mu.shape[1] + self.q.shape[0]
+
+    @property
+    def mu_bar(self) -> np.ndarray:
+        """The mean IDR pattern ``mu_bar`` (Proposition 2)."""
+        return self.mu.mean(axis=0)
+
+    def domain(self, name: str):
+        """``(relevant patterns, irrelevant patterns, tasks)`` of a domain (:data:`DOMAINS`)."""
+        if name == "train":
+            return self.mu, self.nu, self.train_tasks
+        if name == "id":
+            return self.mu, self.nu, self.unseen_tasks
+        if name == "ood":
+            return self.odr, self.odi, self.ood_tasks
+        raise ValueError(f"domain must be one of {', '.join(DOMAINS)}, got {name!r}")
+
+    def sample(self, rng: np.random.Generator, size: int, length: int, alpha: float, domain: str = "train",
+               with_patterns: bool = False):
+        """``size`` prompts of ``length`` examples from ``domain`` (module docstring).
+
+        Returns :class:`Prompts`; with ``with_patterns`` also a dict of the draws (``task``,
+        ``rel`` (B, L+1) relevant-pattern index of every column, the query last, ``irr``,
+        ``kappa``, ``label`` (B, L+1) with the query's label last).
+        """
+        rel_vecs, irr_vecs, tasks = self.domain(domain)
+        size, length = int(size), int(length)
+        task = tasks[rng.integers(0, len(tasks), size)]
+        pat, roles = patterns.example_patterns(rng, task, alpha, rel_vecs.shape[0], length)
+        qrole = rng.integers(0, 2, size)
+        qpat = task[np.arange(size), qrole]
+        rel = np.concatenate([pat, qpat[:, None]], axis=1)
+        irr = rng.integers(0, irr_vecs.shape[0], (size, length + 1))
+        kappa = patterns.uniform_kappa(rng, (size, length + 1), self.kappa_low, self.kappa_high)
+        if self.other_label == "example":
+            rand = rng.integers(0, 2, (size, length)) * 2 - 1
+        else:
+            table = rng.integers(0, 2, (size, rel_vecs.shape[0])) * 2 - 1
+            rand = np.take_along_axis(table, pat, axis=1)
+        label = np.zeros((size, length + 1))
+        label[:, :length] = np.where(roles == 0, 1, np.where(roles == 1, -1, rand))
+        z = np.where(qrole == 0, 1.0, -1.0)
+        P = np.empty((size, length + 1, self.d))
+        fill_columns(rel_vecs, rel, irr_vecs, irr, kappa, label, self.q, P)  # the query's label part is 0
+        out = Prompts(P, z, pat == qpat[:, None])
+        if with_patterns:
+            label[:, length] = z
+            return out, dict(task=task, rel=rel, irr=irr, kappa=kappa, label=label)
+        return out

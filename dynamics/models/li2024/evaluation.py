@@ -1,0 +1,69 @@
+"""Held-out evaluation of a trained state: classification error, hinge loss and attention, with
+standard errors (MODEL.md section 8).
+
+For test prompts drawn from a domain (unseen in-domain tasks ``T \\ T_tr`` or out-of-domain tasks
+``T'``) the network's output ``F`` gives
+
+- the classification error ``P(sign F != z)``, estimated by the fraction of prompts with
+  ``z F <= 0`` (a zero output counts as an error: it predicts no class);
+- the hinge loss ``E max(0, 1 - z F)`` (the slides' generalization error, eq. 9 and 10);
+- the attention mass on the context examples that share the query's relevant pattern
+  (Proposition 1, the slides' Figure 9).
+
+Each comes with the standard error of its mean over the ``n`` prompts (sample standard
+deviation over ``sqrt(n)``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dynamics.core.validate import finite_result
+from dynamics.models.li2024.kernels import forward_batch
+
+CHUNK = 4096
+"""Prompts per sampled chunk (bounds memory for large evaluations)."""
+
+
+def forward(state: dict, prompts, ncols: int):
+    """``(F, mass)``: outputs and same-pattern attention mass of a batch of prompts."""
+    P, same = prompts.P, prompts.same
+    F = np.empty(P.shape[0])
+    mass = np.empty(P.shape[0])
+    forward_batch(state["W_Q"], state["W_K"], state["W_V"], state["W_O"], state["a"], P, int(ncols), same, F, mass)
+    finite_result("li2024 forward pass", F=F, attention=mass)
+    return F, mass
+
+
+def per_prompt(F, z, mass) -> dict:
+    """Per-prompt error indicator ``1[z F <= 0]``, hinge loss and attention mass."""
+    return {"error": (z * F <= 0.0).astype(np.float64), "hinge": np.maximum(0.0, 1.0 - z * F), "attn_same": mass}
+
+
+def mean_se(x) -> tuple:
+    """Mean and standard error of the mean (``ddof = 1``) of a 1-D sample."""
+    x = np.asarray(x, dtype=np.float64)
+    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+
+
+def evaluate(model, state: dict, rng: np.random.Generator, n: int, domain: str, *, alpha: float | None = None,
+             length: int | None = None, data=None) -> dict:
+    """Estimates on ``n`` fresh test prompts of ``domain`` (``"id"`` or ``"ood"``, or ``"train"``).
+
+    ``alpha`` and ``length`` default to the model's ``alpha_test`` and ``l_test``; ``data`` to the
+    model's :class:`~dynamics.models.li2024.data.DataModel` (pass another to change ``S1`` and
+    the like without retraining).  Returns ``{name: (mean, se)}`` for ``error``, ``hinge`` and
+    ``attn_same``.
+    """
+    data = model.data if data is None else data
+    alpha = model.config["alpha_test"] if alpha is None else alpha
+    length = model.config["l_test"] if length is None else length
+    parts = {"error": [], "hinge": [], "attn_same": []}
+    left = int(n)
+    while left > 0:
+        k = min(left, CHUNK)
+        pr = data.sample(rng, k, length, alpha, domain)
+        F, mass = forward(state, pr, model.ncols(length))
+        for key, val in per_prompt(F, pr.z, mass).items():
+            parts[key].append(val)
+        left -= k
+    return {key: mean_se(np.concatenate(v)) for key, v in parts.items()}

@@ -1,0 +1,142 @@
+"""Figures of the H. Li et al. (ICML 2024) reproduce targets (PNG through the atomic writer)."""
+from __future__ import annotations
+
+import numpy as np
+
+from dynamics.core.report import plt, save_figure
+
+LINTHRESH = 1e-3
+"""Error axes are symlog, linear below 1e-3, so that an error of exactly 0 is still drawn."""
+
+
+def _err_axis(ax, xlabel="test prompt length l_ts"):
+    ax.set_yscale("symlog", linthresh=LINTHRESH)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel(xlabel)
+    ax.grid(alpha=0.3)
+
+
+def curves(path, panels, title, ylabel="classification error"):
+    """``panels``: list of ``(panel title, {label: (x, mean, se)})``; one errorbar line per label."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (sub, lines) in zip(axes[0], panels):
+        for label, (x, y, se) in lines.items():
+            ax.errorbar(x, y, yerr=se, marker="o", ms=3, capsize=2, label=label)
+        _err_axis(ax)
+        ax.set_ylabel(ylabel)
+        ax.set_title(sub, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    return save_figure(fig, path)
+
+
+def pruning(path, rates, lines_err, lines_hinge, norms):
+    """Error and hinge loss against pruning rate (``{method: (mean, se)}`` arrays) and the
+    sorted neuron magnitudes of each replica."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4))
+    for ax, lines, ylabel in ((axes[0], lines_err, "OOD classification error"),
+                              (axes[1], lines_hinge, "OOD hinge loss (slides' generalization error)")):
+        for label, (y, se) in lines.items():
+            ax.errorbar(rates, y, yerr=se, marker="o", ms=3, capsize=2, label=label)
+        ax.set_xlabel("pruning rate R")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylim(bottom=0)
+    for r, nrm in enumerate(norms):
+        axes[2].plot(np.arange(1, nrm.size + 1), np.sort(nrm), marker=".", lw=1,
+                     label=f"replica {r}" if r < 4 else None)
+    axes[2].set_xlabel("neuron rank (by |W_O(i,.)|)")
+    axes[2].set_ylabel("|W_O(i,.)|")
+    axes[2].set_title("sorted neuron magnitudes", fontsize=10)
+    axes[2].legend(fontsize=7)
+    fig.suptitle("Magnitude vs random pruning of trained W_O rows (Theorem 3)", fontsize=11)
+    return save_figure(fig, path)
+
+
+def attention(path, t, lines):
+    """Same-pattern attention mass against iterations: ``{label: (mean, se)}`` arrays over ``t``."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    keep = t > 0
+    for label, (y, se) in lines.items():
+        ax.plot(t[keep], y[keep], marker="o", ms=3, label=label)
+        ax.fill_between(t[keep], (y - 2 * se)[keep], (y + 2 * se)[keep], alpha=0.2)
+    ax.set_xscale("log")
+    ax.set_xlabel("SGD iteration t")
+    ax.set_ylabel("attention on same-pattern contexts")
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("Induction head (Proposition 1): mean +- 2 SE over replicas", fontsize=10)
+    return save_figure(fig, path)
+
+
+def projections(path, t, proj, se):
+    """``proj[t, matrix, part]`` (W_Q on queries, W_K on contexts; norm, along pattern, orthogonal)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    keep = t > 0
+    for k, (ax, mat) in enumerate(zip(axes, ("W_Q p_query", "W_K p_i"))):
+        for j, part in enumerate(("norm", "along own pattern", "orthogonal rest")):
+            ax.plot(t[keep], proj[keep, k, j], marker="o", ms=3, label=part)
+            ax.fill_between(t[keep], (proj - 2 * se)[keep, k, j], (proj + 2 * se)[keep, k, j], alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("SGD iteration t")
+        ax.set_title(mat, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("mean over in-domain test columns")
+    fig.suptitle("W_Q and W_K project columns onto their relevant pattern (Proposition 1)", fontsize=11)
+    return save_figure(fig, path)
+
+
+def embedding(path, times, feature, label, sign):
+    """Histograms (bars: iterations) of ``cos(f_i, mu_bar)`` and ``cos(g_i, sign(a_i) q)`` over the
+    neurons of every replica; ``feature[k]``/``label[k]`` are arrays at ``times[k]``."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(-1, 1, 21)
+    for ax, vals, name in ((axes[0], feature, "cos(feature part of row i of W_O W_V, mu_bar)"),
+                           (axes[1], label, "cos(label part of row i of W_O W_V, sign(a_i) q)")):
+        ax.hist([v for v in vals], bins=bins, label=[f"t = {int(t)}" for t in times], alpha=0.9)
+        ax.set_xlabel(name, fontsize=9)
+        ax.set_ylabel("neurons (all replicas)")
+        ax.legend(fontsize=8)
+    fig.suptitle("Rows of W_O W_V: feature part -> mu_bar, label part -> +-q (Proposition 2)", fontsize=11)
+    return save_figure(fig, path)
+
+
+def _replica_band(ds, name):
+    """Mean and SE over replicas (with one replica: the value and its evaluation SE)."""
+    v = ds[name].values
+    if "replica" not in ds[name].dims:
+        v = v[None]
+    if v.shape[0] > 1:
+        return v.mean(0), v.std(0, ddof=1) / np.sqrt(v.shape[0])
+    se = ds[f"{name}_se"].values.reshape(v.shape) if f"{name}_se" in ds else np.zeros_like(v)
+    return v[0], se[0]
+
+
+def run_figures(ds, outdir) -> list:
+    """The run directory's figures from a Monte Carlo result dataset (``replica``, ``t``)."""
+    import os
+
+    t = ds["t"].values
+    keep = t > 0
+    paths = []
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, kind, ylabel in ((axes[0], "error", "classification error P(sign F != z)"),
+                             (axes[1], "hinge", "hinge loss E max(0, 1 - z F)")):
+        for dom, label in (("id", "in domain, unseen tasks"), ("ood", "out of domain")):
+            y, se = _replica_band(ds, f"{kind}_{dom}")
+            ax.plot(t[keep], y[keep], marker="o", ms=3, label=label)
+            ax.fill_between(t[keep], (y - 2 * se)[keep], (y + 2 * se)[keep], alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("SGD iteration t")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("H. Li et al. (ICML 2024): held-out error during training (replica mean +- 2 SE)", fontsize=11)
+    paths.append(save_figure(fig, os.path.join(outdir, "errors.png")))
+    lines = {label: _replica_band(ds, f"attn_same_{dom}") for dom, label in (("id", "in domain"),
+                                                                           ("ood", "out of domain"))}
+    paths.append(attention(os.path.join(outdir, "attention.png"), t, lines))
+    return paths

@@ -1,0 +1,91 @@
+"""Pruning of the trained MLP layer (H. Li et al., ICML 2024, Theorem 3; slides p. 16 and 22).
+
+"Pruning neurons in S: removing corresponding rows of the trained W_O."  A removed row
+contributes ``a_i ReLU(0) = 0`` to ``F``, so pruning sets the rows to zero.  ``rate`` ``R`` in
+``[0, 1)`` prunes ``round(R m)`` neurons (half-up rounding):
+
+- ``magnitude``: the rows of smallest Euclidean norm ``|W_O(i, .)|`` first (ties by index);
+- ``random``: rows drawn uniformly without replacement.
+
+:func:`pruning_errors` evaluates every (rate, method) on the *same* test prompts, so the change in
+error caused by pruning is a paired difference whose standard error is far smaller than that of
+either error alone.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from dynamics.models.li2024.evaluation import forward, mean_se
+
+HOWS = ("magnitude", "random")
+METRICS = ("error", "hinge")
+
+
+def check_rate(rate) -> float:
+    """A pruning rate in ``[0, 1)`` (ValueError naming ``prune_rate`` otherwise)."""
+    try:
+        r = float(rate)
+    except (TypeError, ValueError):
+        raise ValueError(f"prune_rate must be a number in [0, 1), got {rate!r}") from None
+    if not (np.isfinite(r) and 0.0 <= r < 1.0):
+        raise ValueError(f"prune_rate must be a number in [0, 1), got {rate!r}")
+    return r
+
+
+def pruned_count(rate: float, m: int) -> int:
+    """Neurons pruned at ``rate``: ``floor(rate m + 1/2)``."""
+    return int(np.floor(check_rate(rate) * m + 0.5))
+
+
+def prune(state: dict, rate: float, how: str = "magnitude", rng: np.random.Generator | None = None) -> dict:
+    """A copy of ``state`` with ``round(rate m)`` rows of ``W_O`` set to zero (module docstring)."""
+    if how not in HOWS:
+        raise ValueError(f"how must be one of {', '.join(HOWS)}, got {how!r}")
+    W_O = state["W_O"]
+    k = pruned_count(rate, W_O.shape[0])
+    if how == "magnitude":
+        idx = np.argsort(np.linalg.norm(W_O, axis=1), kind="stable")[:k]
+    else:
+        if rng is None:
+            raise ValueError("random pruning needs a random generator rng")
+        idx = rng.choice(W_O.shape[0], k, replace=False)
+    out = dict(state)
+    out["W_O"] = W_O.copy()
+    out["W_O"][idx] = 0.0
+    return out
+
+
+def pruning_errors(model, state: dict, rates, rng: np.random.Generator, n: int, domain: str = "ood",
+                   draws: int = 10, data=None, length: int | None = None, alpha: float | None = None) -> dict:
+    """Classification error after pruning, on one common set of ``n`` test prompts.
+
+    Returns ``{(how, rate, metric): (value, se, change, change_se)}`` for ``metric`` in
+    ``("error", "hinge")`` (classification error ``1[z F <= 0]`` and hinge loss, the slides'
+    generalization error of eq. 10), where ``change`` is the paired mean difference from the
+    unpruned value on the same prompts.  Random pruning averages the per-prompt values over
+    ``draws`` independent random neuron subsets.
+    """
+    rates = [check_rate(r) for r in rates]
+    data = model.data if data is None else data
+    length = model.config["l_test"] if length is None else int(length)
+    alpha = model.config["alpha_test"] if alpha is None else float(alpha)
+    prompts = data.sample(rng, int(n), length, alpha, domain)
+    ncols = model.ncols(length)
+
+    def values(st):
+        F, _ = forward(st, prompts, ncols)
+        zf = prompts.z * F
+        return np.stack([(zf <= 0.0).astype(np.float64), np.maximum(0.0, 1.0 - zf)])
+
+    base = values(state)
+    out = {}
+    for rate in rates:
+        mag = values(prune(state, rate, "magnitude"))
+        if pruned_count(rate, state["W_O"].shape[0]) == 0:
+            rnd = mag  # nothing pruned: both are the unpruned network
+        else:
+            rnd = np.mean([values(prune(state, rate, "random", rng)) for _ in range(int(draws))], axis=0)
+        for how, v in (("magnitude", mag), ("random", rnd)):
+            for k, metric in enumerate(METRICS):
+                out[(how, rate, metric)] = mean_se(v[k]) + mean_se(v[k] - base[k])
+    return out

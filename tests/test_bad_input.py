@@ -1,0 +1,228 @@
+"""Bad input across the four commands: each case exits with status 2 and exactly one line on
+standard error that names the offending argument, with no traceback, within 10 s, and writes no
+file.  One row per case; the fixtures (files, folders) are made by ``_setup`` beforehand.
+
+The cases run in-process through each command's ``main(argv)`` (the same code path as
+``python -m``), a few also as real processes (``test_real_processes``) to check the exit status and
+the absence of tracebacks where Python itself prints them.
+"""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dynamics.core.cli import simulate_main
+from dynamics.crosscheck import main as crosscheck_main
+from dynamics.reproduce import main as reproduce_main
+from dynamics.sweep import main as sweep_main
+
+MAINS = {"simulate": simulate_main, "crosscheck": crosscheck_main, "sweep": sweep_main, "reproduce": reproduce_main}
+SPEC_OK = 'model = "huang2024"\n[fixed]\nsteps = 10\n[sweep]\nK = [3]\n[outputs]\nfinal = ["gap"]\n'
+
+
+def spec(**tables):
+    """A small valid spec with some tables replaced (TOML text)."""
+    parts = {"head": 'model = "huang2024"', "fixed": "steps = 10", "derived": "", "sweep": "K = [3]",
+             "outputs": 'final = ["gap"]'}
+    parts.update(tables)
+    text = parts["head"] + "\n"
+    for t in ("fixed", "derived", "sweep", "outputs"):
+        if parts[t]:
+            text += f"[{t}]\n{parts[t]}\n"
+    return text
+
+
+# (command, arguments, the text the error line must contain); {tmp} is the case's folder.
+CASES = [
+    # simulate: values of declared parameters
+    ("simulate", ["--K", "ten"], "K must be an integer >= 2, got 'ten'"),
+    ("simulate", ["--K", "1"], "K must be an integer >= 2"),
+    ("simulate", ["--K", "2.5"], "K must be an integer"),
+    ("simulate", ["--N", "0"], "N must be an integer >= 1"),
+    ("simulate", ["--preset", "nope"], "preset must be one of"),
+    ("simulate", ["--p1", "1.5"], "p1 must be"),
+    ("simulate", ["--p1", "0"], "p1 must be"),
+    ("simulate", ["--preset", "general", "--p", "a,b"], "p must be a list of numbers"),
+    ("simulate", ["--preset", "general", "--p", "0.5,0.6"], "p must be a probability vector summing to 1"),
+    ("simulate", ["--p", "0.5,0.5"], "p is used only with preset = general"),
+    ("simulate", ["--preset", "general", "--K", "5", "--p", "0.2,0.3,0.5"], "p must have K = 5 entries"),
+    ("simulate", ["--preset", "balanced", "--p1", "0.3"], "p1 is used only with preset = imbalanced"),
+    ("simulate", ["--sigma2", "-1"], "sigma2 must be a finite number >= 0"),
+    ("simulate", ["--eta", "0"], "eta must be a finite number > 0"),
+    ("simulate", ["--eta", "-1"], "eta must be"),
+    ("simulate", ["--eta", "nan"], "eta must be"),
+    ("simulate", ["--steps", "-3"], "steps must be an integer >= 0"),
+    ("simulate", ["--steps", "1.5"], "steps must be an integer"),
+    ("simulate", ["--snapshots", "0"], "snapshots must be an integer >= 1"),
+    ("simulate", ["--eps", "0"], "eps must be a finite number > 0"),
+    ("simulate", ["--eps", "-1"], "eps must be"),
+    ("simulate", ["--patience", "0"], "patience must be an integer >= 1"),
+    ("simulate", ["--patience", "-2"], "patience must be"),
+    ("simulate", ["--checkpoint-every", "0"], "checkpoint_every must be an integer >= 1"),
+    ("simulate", ["--checkpoint-every", "-5"], "checkpoint_every must be"),
+    ("simulate", ["--h", "50"], "h must be a finite number > 0 and <= 0.5"),
+    ("simulate", ["--h", "0"], "h must be"),
+    ("simulate", ["--A0", "1e6"], "A0 must be a finite number >= -700 and <= 700"),
+    ("simulate", ["--B0", "nan"], "B0 must be"),
+    ("simulate", ["--seed", "-1"], "seed must be an integer >= 0"),
+    ("simulate", ["--seed", "abc"], "seed must be an integer"),
+    ("simulate", ["--levels", "0.1,-1"], "levels must be"),
+    ("simulate", ["--attention-at", "-3"], "attention_at must be"),
+    ("simulate", ["--figures", "maybe"], "figures must be true or false"),
+    # simulate: methods and options that would not be used
+    ("simulate", ["--method", "rk4"], "method"),
+    ("simulate", ["--model", "nope"], "model"),
+    ("simulate", ["--frobnicate"], "--frobnicate"),
+    ("simulate", ["--method", "flow", "--checkpoint-every", "5"], "checkpoint_every is used only by method gd or mc"),
+    ("simulate", ["--method", "gd", "--batch", "10"], "batch is used only by method mc"),
+    ("simulate", ["--d", "20"], "d is used only by method mc"),
+    ("simulate", ["--method", "mc", "--h", "0.1"], "h is used only by method gd or flow"),
+    ("simulate", ["--method", "mc", "--d", "3"], "d must be >= K = 10"),
+    ("simulate", ["--method", "mc", "--optimizer", "sgd2"], "optimizer must be one of plain, adam"),
+    ("simulate", ["--method", "mc", "--replicas", "0"], "replicas must be an integer >= 1"),
+    ("simulate", ["--method", "mc", "--n-eval", "1"], "n_eval must be an integer >= 2"),
+    ("simulate", ["--method", "mc", "--adam-beta1", "1.5"], "adam_beta1 must be"),
+    # simulate: output paths, configs, resume
+    ("simulate", ["--out", "{tmp}/afile"], "is an existing file"),
+    ("simulate", ["--out", "{tmp}/afile/sub"], "lies under"),
+    ("simulate", ["--out", "{tmp}/foreign"], "is not empty; choose another folder or add --overwrite"),
+    ("simulate", ["--config", "{tmp}/missing.toml"], "--config file not found"),
+    ("simulate", ["--config", "{tmp}/foreign"], "--config {tmp}/foreign is a directory"),
+    ("simulate", ["--config", "{tmp}/broken.toml"], "is not valid TOML"),
+    ("simulate", ["--config", "{tmp}/unknown.toml"], "unknown parameter 'temperature' in config file"),
+    ("simulate", ["--config", "{tmp}/out5.toml"], "out must be a path, got 5"),
+    ("simulate", ["--config", "{tmp}/seedabc.toml"], "seed must be an integer >= 0, got 'abc'"),
+    ("simulate", ["--config", "{tmp}/steps25.toml"], "steps must be an integer >= 0, got 2.5"),
+    ("simulate", ["--config", "{tmp}/N105.toml"], "N must be an integer >= 1, got 10.5"),
+    ("simulate", ["--config", "{tmp}/figures3.toml"], "figures must be true or false, got 3"),
+    ("simulate", ["--resume", "{tmp}/nothing"], "--resume {tmp}/nothing is not a run directory"),
+    ("simulate", ["--resume", "{tmp}/foreign"], "--resume: no config.json"),
+    ("simulate", ["--resume", "{tmp}/truncated"], "checkpoint.npz is damaged"),
+    ("simulate", ["--resume", "{tmp}/incomplete"], "checkpoint.npz is incomplete"),
+    ("simulate", ["--resume", "{tmp}/pickled"], "checkpoint.npz is damaged"),
+    ("simulate", ["--resume", "{tmp}/truncated", "--steps", "5"], "--resume continues the run"),
+    # crosscheck
+    ("crosscheck", ["--replicas", "1"], "replicas must be >= 2"),
+    ("crosscheck", ["--alpha", "0"], "alpha must be a finite number > 0"),
+    ("crosscheck", ["--alpha", "2"], "alpha must be"),
+    ("crosscheck", ["--batch", "0"], "batch must be an integer >= 1"),
+    ("crosscheck", ["--K", "ten"], "K must be an integer"),
+    ("crosscheck", ["--h", "50"], "h must be"),
+    ("crosscheck", ["--out", "{tmp}/afile"], "is an existing file"),
+    ("crosscheck", ["--model", "nope"], "model"),
+    # sweep
+    ("sweep", ["{tmp}/missing.toml"], "spec file not found"),
+    ("sweep", ["{tmp}/foreign"], "is a directory"),
+    ("sweep", ["{tmp}/broken.toml"], "is not valid TOML"),
+    ("sweep", ["{tmp}/s_topkey.toml"], "unknown key 'colour'"),
+    ("sweep", ["{tmp}/s_param.toml"], "unknown parameter 'bogus' in [sweep]"),
+    ("sweep", ["{tmp}/s_empty.toml"], "empty grid"),
+    ("sweep", ["{tmp}/s_tower.toml"], "[derived] N = '10**10**8' exceeds"),
+    ("sweep", ["{tmp}/s_pow.toml"], "[derived] N = 'K**1000' exceeds"),
+    ("sweep", ["{tmp}/s_name.toml"], "uses 'M', which is not a numeric parameter"),
+    ("sweep", ["{tmp}/s_syntax.toml"], "[derived] N = 'K**' is not a formula"),
+    ("sweep", ["{tmp}/s_call.toml"], "[derived] N = \"__import__('os')\" may use"),
+    ("sweep", ["{tmp}/ok.toml", "--out", "{tmp}/notes.txt"], "is not a sweep dataset; it is never replaced"),
+    ("sweep", ["{tmp}/ok.toml", "--out", "{tmp}/empty.nc"], "is not a sweep dataset"),
+    ("sweep", ["{tmp}/ok.toml", "--workers", "-2"], "workers must be an integer >= 1"),
+    ("sweep", ["{tmp}/ok.toml", "--workers", "0"], "workers must be"),
+    ("sweep", ["{tmp}/ok.toml", "--retries", "-1"], "retries must be an integer >= 0"),
+    ("sweep", ["{tmp}/s_output.toml"], "unknown output 'T_star'"),
+    ("sweep", ["{tmp}/s_final.toml"], "final takes a list of observable names"),
+    ("sweep", ["{tmp}/s_eta.toml"], "eta must be a finite number > 0"),
+    ("sweep", ["{tmp}/s_steps.toml"], "steps must be an integer >= 0, got 'ten'"),
+    ("sweep", ["{tmp}/s_N.toml"], "N must be an integer >= 1, got 10.5"),
+    ("sweep", ["{tmp}/s_model.toml"], "unknown model 'nope'"),
+    ("sweep", ["{tmp}/s_method.toml"], "does not support method 'rk4'"),
+    ("sweep", ["{tmp}/s_mcfirst.toml"], "first_below needs an exact method"),
+    ("sweep", ["{tmp}/ok.toml", "--out", "{tmp}/afile/x.nc"], "lies under"),
+    # reproduce
+    ("reproduce", ["nonsense"], "target must be one of"),
+    ("reproduce", ["stagewise", "--workers", "-2"], "workers must be an integer >= 1"),
+    ("reproduce", ["stagewise", "--workers", "abc"], "workers must be an integer"),
+    ("reproduce", ["stagewise", "--out", "{tmp}/afile"], "is an existing file"),
+    ("reproduce", ["all", "--model", "nope"], "--model"),
+    ("reproduce", ["stagewise", "--model", "huang2024"], "--model selects the targets of all"),
+]
+
+
+def _setup(tmp):
+    """The files and folders the cases refer to; returns the set of paths that exist before."""
+    (tmp / "afile").write_text("a file\n")
+    (tmp / "foreign").mkdir()
+    (tmp / "foreign" / "notes.txt").write_text("someone's notes\n")
+    (tmp / "broken.toml").write_text("K = [1,\n")
+    for name, text in {"unknown.toml": "temperature = 3\n", "out5.toml": "out = 5\n", "seedabc.toml": 'seed = "abc"\n',
+                       "steps25.toml": "steps = 2.5\n", "N105.toml": "N = 10.5\n", "figures3.toml": "figures = 3\n",
+                       "ok.toml": SPEC_OK, "notes.txt": "not a sweep\n", "empty.nc": ""}.items():
+        (tmp / name).write_text(text)
+    specs = {"s_topkey": 'colour = "red"\n' + SPEC_OK, "s_param": spec(sweep="K = [3]\nbogus = [1, 2]"),
+             "s_empty": spec(sweep="K = []"), "s_tower": spec(derived='N = "10**10**8"'),
+             "s_pow": spec(derived='N = "K**1000"', sweep="K = [10]"), "s_name": spec(derived='N = "M**2"'),
+             "s_syntax": spec(derived='N = "K**"'), "s_call": spec(derived="N = \"__import__('os')\""),
+             "s_output": spec(outputs="T_star = true"), "s_final": spec(outputs='final = "gap"'),
+             "s_eta": spec(sweep="eta = [1.0, -1.0]"), "s_steps": spec(fixed='steps = "ten"'),
+             "s_N": spec(fixed="N = 10.5\nsteps = 10"), "s_model": spec(head='model = "nope"'),
+             "s_method": spec(sweep='method = ["gd", "rk4"]'),
+             "s_mcfirst": spec(fixed='method = "mc"\nsteps = 10', outputs="first_below = [0.1]")}
+    for name, text in specs.items():
+        (tmp / f"{name}.toml").write_text(text)
+    cfg = '{"model": "huang2024", "method": "gd", "given": {"steps": 100}}'
+    for name, body in {"truncated": b"PK\x03\x04 truncated", "incomplete": None, "pickled": b"\x80\x04\x95 pickle"}.items():
+        d = tmp / name
+        d.mkdir()
+        (d / "config.json").write_text(cfg)
+        if body is None:
+            import numpy as np
+
+            np.savez(d / "checkpoint.npz", step=np.array(5))
+        else:
+            (d / "checkpoint.npz").write_bytes(body)
+    return {p: p.stat().st_mtime_ns for p in tmp.rglob("*")}
+
+
+@pytest.mark.parametrize("command, args, needle", CASES, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CASES)])
+def test_bad_input_exits_2_with_one_line(command, args, needle, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before = _setup(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if command in ("simulate", "crosscheck") and "--out" not in args and "--resume" not in args:
+        argv += ["--out", str(tmp_path / "run")]
+    t0 = time.perf_counter()
+    code = MAINS[command](argv)
+    wall = time.perf_counter() - t0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2, (code, err)
+    assert len(err) == 1, err
+    assert err[0].startswith("error: ") and "Traceback" not in err[0]
+    assert needle.replace("{tmp}", str(tmp_path)) in err[0], err[0]
+    assert wall < 10, wall
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert after == before, sorted(set(map(str, after)) ^ set(map(str, before)))  # nothing written
+
+
+def test_corpus_size():
+    assert len(CASES) >= 60 and {c for c, _, _ in CASES} == set(MAINS)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["-m", "dynamics.simulate", "--K", "ten"], "K must be an integer >= 2"),
+    (["-m", "dynamics.sweep", "missing.toml"], "spec file not found"),
+    (["-m", "dynamics.crosscheck", "--alpha", "0"], "alpha must be"),
+    (["-m", "dynamics.reproduce", "nonsense"], "target must be one of"),
+])
+def test_real_processes(args, needle, tmp_path):
+    r = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and needle in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_closed_pipe_is_silent(tmp_path):
+    """``... | head -1`` closes the pipe: no BrokenPipeError traceback."""
+    cmd = f"{sys.executable} -m dynamics.simulate --K 4 --N 8 --steps 50 --figures false --out run | head -1"
+    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
+    assert os.path.exists(tmp_path / "run" / "results.nc")
