@@ -215,7 +215,9 @@ def test_signs_and_identities_hold_exactly(prob):
     T = population_terms(theta, p, N, sigma2)
     for arr in (T.L_present, T.L_absent, T.attn_rest, T.absent, T.attn, T.grad_pos, T.grad_neg):
         assert np.all(arr >= 0)
-    assert np.all(T.L_k > 0)  # some prompt always has an error: p_k < 1 here
+    # L_k >= 1/2 (1 - p_k)^N (the prompts without the query's feature err by at least 1); L_k may
+    # underflow to 0 only where that bound does (e.g. theta = 356 I, N = 1e9: L_k ~ e^-712)
+    assert np.all(T.L_k >= 0.5 * T.absent * (1 - REL))
     if sigma2 == 0:
         assert np.all(np.diag(T.grad) <= 0) and np.all(np.diag(T.grad_pos) == 0)
     assert np.all(T.attn_rest >= T.absent)
@@ -223,10 +225,11 @@ def test_signs_and_identities_hold_exactly(prob):
     # invariance), to rounding of the sum's parts.
     np.testing.assert_allclose(np.diag(T.attn) + T.attn_rest, 1.0, rtol=0, atol=1e-14)
     assert np.all(np.abs(T.grad.sum(axis=0)) <= 1e-13 * T.grad_scale.sum(axis=0) + FLOOR)
-    # the split and the unsplit engine (population_loss_grad) agree relative to L_k itself
+    # the split and the unsplit engine (population_loss_grad) agree relative to L_k itself, each
+    # within the module's bound of the exact value (REL: up to |N log phi| ulp near the underflow)
     _, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2)
-    assert np.all(np.abs(L_k - T.L_k) <= 1e-13 * T.L_k + FLOOR)
-    assert np.all(np.abs(grad - T.grad) <= 1e-13 * T.grad_scale + FLOOR)
+    assert np.all(np.abs(L_k - T.L_k) <= REL * T.L_k + FLOOR)
+    assert np.all(np.abs(grad - T.grad) <= REL * T.grad_scale + FLOOR)
 
 
 @st.composite
@@ -254,11 +257,13 @@ def test_reduced_parts_equal_general_parts_relatively(cp):
     own = s.owner()
     for name, red in (("L_present", ev.L_present), ("L_absent", ev.L_absent), ("attn_rest", ev.attn_rest)):
         full = getattr(T, name)
-        assert np.all(np.abs(red[own] - full) <= 1e-13 * full + FLOOR), name
+        # each side within REL of the exact value; they differ in rounding (sums over classes or
+        # over features, p renormalised by different sums): measured up to 1.2e-13 near 1e-223
+        assert np.all(np.abs(red[own] - full) <= REL * full + FLOOR), name
     grad = ev.grad[own[None, :], 1 + own[:, None]]
     grad[np.arange(s.K), np.arange(s.K)] = ev.grad[own, 0]
     scale = T.grad_scale
-    assert np.all(np.abs(grad - T.grad) <= 1e-13 * scale + FLOOR)
+    assert np.all(np.abs(grad - T.grad) <= REL * scale + FLOOR)
 
 
 # ---------------------------------------------------------------------------------------

@@ -27,8 +27,8 @@ import numpy as np
 
 from dynamics.core.jit import jit
 from dynamics.models.huang2024 import _kernels as kern
-from dynamics.models.huang2024.quadrature import (DELTA, LCUT, MAX_SPREAD, TAIL_TERMS, U_FLUSH, log_phi,
-                                                  scaled_power)
+from dynamics.models.huang2024.quadrature import (ANCHOR, DELTA, LCUT, MAX_SPREAD, TAIL_TERMS, U_FLUSH, log_phi,
+                                                  scaled_power, snap_step)
 
 assert kern.JAC_ORDER == 4 and kern.JAC_SUMS == ((1, 1), (2, 1), (2, 2), (3, 1), (3, 2))
 _LOG2 = math.log(2.0)
@@ -77,14 +77,17 @@ def column_jacobian(theta, p, mult, own, N, sigma2, h, wt, jac_pos, jac_neg):
         return
     if N < 2.0:
         return  # one token: every gradient is 0 whatever theta
+    h = snap_step(h)  # the step of wt = tail_weights(h); nodes exactly uniform as in the quadrature
+    x_lo = math.log(DELTA / N)
+    t_lo = math.exp(x_lo)
     pn = np.empty(G)
     dlt = np.empty(G)
     av = np.empty(G)
     live = np.empty(G, dtype=np.bool_)
     for g in range(G):
         pn[g] = p[g] / total if mult[g] > 0 else 0.0
-        dlt[g] = theta[g] - thmax
-        av[g] = math.exp(dlt[g]) if dlt[g] > -700.0 else 0.0
+        dlt[g] = theta[g] - thmax + x_lo  # only where exp(theta - max) underflows (spreads > 700)
+        av[g] = math.exp(theta[g] - thmax) if theta[g] - thmax > -700.0 else 0.0
         live[g] = mult[g] > 0 and pn[g] > 0.0
     nsum = 5
     u = np.zeros(G)
@@ -94,19 +97,23 @@ def column_jacobian(theta, p, mult, own, N, sigma2, h, wt, jac_pos, jac_neg):
     acc_p = np.zeros((G, G))
     acc_n = np.zeros((G, G))
     N4 = N * (N - 1.0) * (N - 2.0) * (N - 3.0)
-    x_lo = math.log(DELTA / N)
     x_hi = math.log(LCUT / N) + (thmax - thmin)
     nodes = int(math.ceil((x_hi - x_lo) / h)) + 1
+    t_anchor = 1.0
+    anchor = 0.0
     for j in range(nodes):
-        x = x_lo + j * h
-        t = math.exp(min(x, 709.0))
+        i_in = j % ANCHOR
+        if i_in == 0:
+            anchor = j * h
+            t_anchor = t_lo * math.exp(anchor) if anchor < 700.0 else math.exp(min(x_lo + anchor, 709.0))
+        t = t_anchor * wt[4, i_in]
         w4 = h + wt[3, j] if j < TAIL_TERMS else h
         U = 0.0
         phi = 0.0
         for g in range(G):
             if not live[g]:
                 continue
-            ug = min(av[g] * t if av[g] > 0.0 else math.exp(min(dlt[g] + x, 6.7)), 800.0)
+            ug = min(av[g] * t if av[g] > 0.0 else math.exp(min(dlt[g] + (anchor + i_in * h), 6.7)), 800.0)
             if ug > U_FLUSH:  # as in the quadrature: prompts with c_g >= 1 are done
                 eg = 0.0
                 wg = 1.0

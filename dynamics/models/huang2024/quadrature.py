@@ -35,8 +35,8 @@ on ``[x_lo, x_hi]``:
   whose Fourier transform is ``Gamma(r - i w) e^{i w log Z}``: by Poisson summation the trapezoid
   error relative to the integral is at most ``2 |Gamma(r + 2 pi i / h)| / Gamma(r)`` (plus
   smaller aliases), whatever the distribution of Z.  For the orders r = 1, 2, 3 used here that
-  is 9e-19, 3e-17, 4e-16 at ``h = DEFAULT_H = 0.22``; 5e-18 for r = 3 at h = 0.2, 6e-14 at
-  h = 0.25, 3e-11 at h = 0.3.
+  is 7e-19, 2e-17, 3e-16 at ``h = DEFAULT_H = 7/32`` (3e-15 for the Jacobian's r = 4); 5e-18 for r = 3 at h = 0.2, 6e-14 at
+  h = 0.25, 3e-11 at h = 0.3.  The nodes are uniformly spaced to the last bit (``ANCHOR``).
 
 ``phi^(N-J)`` is ``exp((N-J) log phi)`` with ``log phi = log1p(-U)``, ``U = sum_n p_n (1 - e^{-u_n})``
 (a sum of positive terms) while ``U < 1/2`` (MODEL.md section 3), so its relative error is about
@@ -54,8 +54,15 @@ from numba import prange
 from dynamics.models.huang2024 import _kernels as kern
 from dynamics.core.jit import jit
 
-DEFAULT_H = 0.22
-"""Default trapezoid step in ``x = log t`` (quadrature error below 4e-16 relative, see above)."""
+DEFAULT_H = 0.21875
+"""Default trapezoid step in ``x = log t``, 7/32 (quadrature error below 3e-16 relative, see above)."""
+STEP_BITS = 33
+"""Significant bits of the step actually used (:func:`snap_step`)."""
+ANCHOR = 32
+"""Every ``ANCHOR`` nodes ``t = exp(x_lo) exp(j h)`` is recomputed exactly (``j h`` exact), in
+between it is the anchor times the tabulated ``exp(i h)``: every node within ~2 ulp of the uniform
+grid.  (Sums like ``x_lo + j h`` would misplace nodes by up to ulp(x) ~ 1e-13 at large spreads,
+and the trapezoid weights would then be off by that over h.)"""
 DELTA = 1e-3
 """Left cut: ``N t max(a) = DELTA`` at ``x_lo``."""
 LCUT = 48.0
@@ -92,15 +99,30 @@ _LOG2 = math.log(2.0)
 
 
 @jit
-def tail_weights(h, k=TAIL_TERMS):
-    """Extra weights ``w[r-1, j]`` (j < k, r = 1..4) that add the trapezoid sum over the nodes ``j < 0``.
+def snap_step(h):
+    """``h`` rounded to ``STEP_BITS`` significant bits: ``j * snap_step(h)`` is exact for every node
+    index ``j < 2^20``, so the nodes are uniformly spaced to the last bit (the kernels integrate
+    with this step; it differs from ``h`` by less than 2^-33 relative)."""
+    m, e = math.frexp(h)
+    return math.ldexp(np.floor(m * 2.0**STEP_BITS + 0.5), e - STEP_BITS)
 
-    Near ``x -> -inf`` the part of order ``r`` is ``g(x_j) = sum_{i<k} c_i z_i^j`` with
-    ``z_i = e^{(r+i) h}`` (powers of ``t``: the Taylor series of ``E[f e^{-tZ}]``).  Solving the
-    Vandermonde system on nodes ``0..k-1`` by Lagrange polynomials and summing the geometric
+
+@jit
+def tail_weights(h, k=TAIL_TERMS):
+    """Node data every kernel needs for the step ``h`` (compute once, pass as ``wt``).
+
+    Rows 0-3: extra weights ``w[r-1, j]`` (j < k, r = 1..4) that add the trapezoid sum over the
+    nodes ``j < 0``.  Near ``x -> -inf`` the part of order ``r`` is ``g(x_j) = sum_{i<k} c_i z_i^j``
+    with ``z_i = e^{(r+i) h}`` (powers of ``t``: the Taylor series of ``E[f e^{-tZ}]``).  Solving
+    the Vandermonde system on nodes ``0..k-1`` by Lagrange polynomials and summing the geometric
     tails ``sum_{j<0} z_i^j = 1 / (z_i - 1)`` gives weights linear in ``g_0..g_{k-1}``.
+    Row 4: ``exp(i h)`` for ``i < ANCHOR`` (the node ``t`` between exact anchors).  ``h`` is
+    :func:`snap_step`'s.
     """
-    w = np.zeros((4, k))
+    h = snap_step(h)
+    w = np.zeros((5, ANCHOR))
+    for i in range(ANCHOR):
+        w[4, i] = math.exp(i * h)
     coef = np.empty(k)
     for r in range(1, 5):
         for i in range(k):
@@ -145,7 +167,7 @@ def scaled_power(e, scale):
     return math.exp(e + math.log(scale))
 
 
-WORK_ROWS = 18
+WORK_ROWS = 19
 """Rows of the scratch array of :func:`column_core` (each of length ``max(G, 64)``)."""
 
 
@@ -216,6 +238,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     suf21 = work[15]
     suf22 = work[16]
     wv = work[17]
+    dlo = work[18]
     total = 0.0
     thmax = -np.inf
     thmin = np.inf
@@ -233,12 +256,23 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
             attn_out[g] = np.nan
         parts[:] = np.nan
         return np.nan  # reported by the callers as a non-finite result
-    # Per class: renormalised probability, shift d = theta - max and a = exp(d) (0 where it
-    # would underflow: those classes get u = exp(d + x) directly).
+    h = snap_step(h)  # the step of wt = tail_weights(h)
+    x_lo = math.log(DELTA / N)
+    t_lo = math.exp(x_lo)
+    # Per class: renormalised probability, shift d = theta - max and a = exp(d).  Where a would
+    # underflow the class gets u = exp(d + x_lo + j h) directly, with d + x_lo kept exactly as a
+    # double-double (dlt, dlo) so that its nodes are as uniform as everyone else's.
     for g in range(G):
         pn[g] = p[g] / total if mult[g] > 0 else 0.0
-        dlt[g] = theta[g] - thmax
-        av[g] = math.exp(dlt[g]) if dlt[g] > -700.0 else 0.0
+        d = theta[g] - thmax
+        av[g] = math.exp(d) if d > -700.0 else 0.0
+        sd = d + x_lo  # TwoSum(d, x_lo) and the rounding error of d itself (TwoSum(theta, -thmax))
+        bb = sd - d
+        err_sum = (d - (sd - bb)) + (x_lo - bb)
+        bd = d - theta[g]
+        err_d = (theta[g] - (d - bd)) + (-thmax - bd)
+        dlt[g] = sd
+        dlo[g] = err_sum + err_d
         acc_attn[g] = 0.0
         acc_pos[g] = 0.0
         acc_neg[g] = 0.0
@@ -254,7 +288,6 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     # non-zero in float64 (and, below, until they underflow).
     absent_on = split and pk < 1.0 and (N <= 3.0 or M * math.log1p(-pk) + math.log(N3) > -745.0)
     A_split = A0 if split else 0.0  # the exact absent constants enter only when split off
-    x_lo = math.log(DELTA / N)
     x_hi = math.log(LCUT / N) + (thmax - thmin)
     nodes = int(math.ceil((x_hi - x_lo) / h)) + 1
     lag = int(math.ceil(_LOG2 / h))
@@ -269,14 +302,14 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     a3 = 0.0
     a4 = 0.0
     a5 = 0.0
-    eh = math.exp(h)
-    t = 1.0
+    t_anchor = 1.0
+    anchor = 0.0
     for j in range(nodes):
-        x = x_lo + j * h
-        if j % 32 == 0:
-            t = math.exp(min(x, 709.0))  # refreshed exactly; in between the drift (< 32 ulp) is
-        else:                            # common to every class: a shift of the grid, harmless
-            t *= eh
+        i_in = j % ANCHOR
+        if i_in == 0:  # exact anchor: j h has no rounding error (snap_step)
+            anchor = j * h
+            t_anchor = t_lo * math.exp(anchor) if anchor < 700.0 else math.exp(min(x_lo + anchor, 709.0))
+        t = t_anchor * wt[4, i_in]
         if j < TAIL_TERMS:
             w1, w2, w3 = h + wt[0, j], h + wt[1, j], h + wt[2, j]
         else:
@@ -292,7 +325,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
                 q[g] = 0.0
                 wv[g] = 0.0
                 continue
-            ug = av[g] * t if av[g] > 0.0 else math.exp(min(dlt[g] + x, 6.7))
+            ug = av[g] * t if av[g] > 0.0 else math.exp(min((dlt[g] + anchor) + (dlo[g] + i_in * h), 6.7))
             # Beyond u = 800, q = p e^{-u} underflows to exactly 0 and every term carrying u_g
             # also carries q_g: clamping keeps u^3 finite (no inf * 0) and changes no value.
             if not ug < 800.0:
