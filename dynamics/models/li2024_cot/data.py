@@ -81,7 +81,8 @@ class Chains(NamedTuple):
 class Prompts(NamedTuple):
     """A training batch (a tuple of arrays whose first axis is the prompt).
 
-    ``P``: ``(B, l K + K, 2 d_x)`` columns, the query at index ``n[b]`` and zeros after it;
+    ``P``: ``(B, l K + K, 2 d_x)`` columns, the query at index ``n[b]``, never-attended columns after
+    it (positional encoding only);
     ``n``: ``(B,)`` attended columns ``l K + k - 1``; ``target``: ``(B, d_x)`` the label ``z_k``.
     """
 
@@ -169,7 +170,8 @@ class DataModel:
     # ---- columns --------------------------------------------------------------------------
     def cot_columns(self, ch: Chains, vecs, k) -> np.ndarray:
         """``(n, l K + K, 2 d_x)`` CoT prompts whose query block holds the first ``k[b]`` steps
-        (``k`` an int or an array in ``[1, K]``), the query last, zeros after it."""
+        (``k`` an int or an array in ``[1, K]``), the query last; the columns after it hold only their
+        positional encoding (never attended; decoding fills them)."""
         n, length, K1 = ch.s.shape
         K = K1 - 1
         lK = length * K

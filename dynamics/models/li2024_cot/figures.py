@@ -99,7 +99,7 @@ def training_times(path, panels, title):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("iterations T to reach the level")
+        ax.set_ylabel("iterations T")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(title + "\nsolid: power-law fit; dashed: theorem's T with one fitted constant", fontsize=10)
