@@ -52,13 +52,16 @@ def test_explicit_matrices_give_the_slides_statistics():
     assert refs["condition1"][0] == 0.0 and refs["icl_limit"][0] == 0.5
 
 
+RUN = dict(steps=30, snapshots=3, replicas=2, n_eval=40, batch=16)
+"""A small run, through the command line and through simulate."""
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("cot") / "run"
-    code = simulate_main(["--model", "li2024_cot", "--method", "mc", "--steps", "30", "--snapshots", "3",
-                          "--replicas", "2", "--n-eval", "40", "--batch", "16", "--out", str(out), "--quiet"])
-    assert code == 0
-    return str(out)
+    out = str(tmp_path_factory.mktemp("cot") / "run")
+    flags = [x for k, v in RUN.items() for x in (f"--{k.replace('_', '-')}", str(v))]
+    assert simulate_main(["--model", "li2024_cot", "--method", "mc", "--out", out, "--quiet"] + flags) == 0
+    return out
 
 
 def test_run_directory(run_dir):
@@ -79,7 +82,7 @@ def test_run_directory(run_dir):
 def test_simulate_matches_the_run_directory_and_training_lowers_the_loss(run_dir):
     import xarray as xr
 
-    res = simulate("li2024_cot", method="mc", steps=30, snapshots=3, replicas=2, n_eval=40, batch=16)
+    res = simulate("li2024_cot", method="mc", **RUN)
     with xr.open_dataset(os.path.join(run_dir, "state.nc"), engine="scipy") as st:
         assert np.array_equal(st["W_Q"].values, res.state["W_Q"])   # same seed: bit-identical weights
     assert np.array_equal(res.state["W_V"][0], res.model.initial_state("mc", None)["W_V"])  # W_V fixed

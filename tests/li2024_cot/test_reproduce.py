@@ -5,31 +5,12 @@
 A claim "A above B" is decided when the difference exceeds 5 standard errors of the difference
 (the tables' replica standard errors combined in quadrature; paired differences where the table
 gives them)."""
-import csv
 import os
 
 import numpy as np
 
 from dynamics.models.li2024_cot import reproduce
-
-
-def read(path):
-    with open(path) as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
-
-
-def lookup(rows, *keys, value=-2, se=-1):
-    """``(value, se)`` of the row whose leading cells equal ``keys``."""
-    for r in rows:
-        if all(str(k) == r[i] for i, k in enumerate(keys)):
-            return float(r[value]), float(r[se])
-    raise KeyError(keys)
-
-
-def apart(hi, lo, k=5.0):
-    """``hi`` exceeds ``lo`` by more than ``k`` standard errors of the difference."""
-    return hi[0] - lo[0] > k * np.hypot(hi[1], lo[1])
+from tests.li2024.test_reproduce import apart, lookup, read  # the same table helpers as the ICML system
 
 
 def test_cot_vs_icl(tmp_path):

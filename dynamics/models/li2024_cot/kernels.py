@@ -20,18 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024.attention import attention_backward, attention_forward
-
-
-@jit
-def _value(W_V, pbar, F):
-    """``F = W_V pbar``."""
-    dv, d = W_V.shape
-    for k in range(dv):
-        acc = 0.0
-        for j in range(d):
-            acc += W_V[k, j] * pbar[j]
-        F[k] = acc
+from dynamics.models.li2024.attention import attention_backward, attention_forward, workspace
 
 
 @jit
@@ -41,40 +30,23 @@ def loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
     The gradient arrays are overwritten with the gradient of the *mean* loss; returns the mean.
     """
     B, C, d = P.shape
-    da = W_Q.shape[0]
-    dv = W_V.shape[0]
-    gW_Q[:] = 0.0
-    gW_K[:] = 0.0
-    gW_V[:] = 0.0
-    t = np.empty(da)
-    u = np.empty(d)
-    s = np.empty(C)
-    attn = np.empty(C)
-    pbar = np.empty(d)
-    F = np.empty(dv)
-    g = np.empty(dv)
+    t, u, s, attn, pbar, r, wkr = workspace(W_Q.shape[0], d, C)
     gp = np.empty(d)
-    r = np.empty(d)
-    wkr = np.empty(da)
+    for G in (gW_Q, gW_K, gW_V):
+        G[:] = 0.0
     inv = 1.0 / B
     total = 0.0
     for b in range(B):
         cols = P[b]
         nb = n[b]
         attention_forward(W_Q, W_K, cols, nb, cols[nb], t, u, s, attn, pbar)
-        _value(W_V, pbar, F)
-        sq = 0.0
-        for k in range(dv):
-            g[k] = F[k] - target[b, k]
-            sq += g[k] * g[k]
-        total += 0.5 * sq
-        for j in range(d):
-            gp[j] = 0.0
-        for k in range(dv):
-            gk = g[k]
+        g = np.dot(W_V, pbar) - target[b]          # dl/dF = F - z
+        total += 0.5 * np.dot(g, g)
+        gp[:] = 0.0
+        for k in range(g.size):                     # dl/dW_V = g pbar^T and gp = W_V^T g in one pass
             for j in range(d):
-                gW_V[k, j] += inv * gk * pbar[j]
-                gp[j] += W_V[k, j] * gk
+                gW_V[k, j] += inv * g[k] * pbar[j]
+                gp[j] += W_V[k, j] * g[k]
         attention_backward(W_K, cols, nb, cols[nb], t, attn, pbar, gp, inv, gW_Q, gW_K, r, wkr)
     return total * inv
 
@@ -84,16 +56,11 @@ def forward_batch(W_Q, W_K, W_V, P, n, F, attn):
     """Outputs ``F[b] = W_V pbar`` and attention weights ``attn[b, :n[b]]`` (zero after) of every
     prompt."""
     B, C, d = P.shape
-    da = W_Q.shape[0]
-    t = np.empty(da)
-    u = np.empty(d)
-    s = np.empty(C)
-    a = np.empty(C)
-    pbar = np.empty(d)
+    t, u, s, a, pbar, _, _ = workspace(W_Q.shape[0], d, C)
     for b in range(B):
         cols = P[b]
         nb = n[b]
         attention_forward(W_Q, W_K, cols, nb, cols[nb], t, u, s, a, pbar)
-        _value(W_V, pbar, F[b])
-        for i in range(C):
-            attn[b, i] = a[i] if i < nb else 0.0
+        F[b] = np.dot(W_V, pbar)
+        attn[b] = 0.0
+        attn[b, :nb] = a[:nb]

@@ -23,6 +23,8 @@ from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, mean_se, p
 from dynamics.models.li2024_cot.kernels import loss_grad_batch
 from dynamics.models.li2024_cot.params import METHOD_DEFAULTS, PARAMS
 
+TARGETS = ("cot-length", "cot-vs-icl", "cot-mechanism", "cot-training")
+"""``python -m dynamics.reproduce`` targets, each the function of :mod:`.reproduce` of that name."""
 TASK_PARAMS = ("tau_f", "rho_f", "condition1")
 """The generator's parameters, replaced by an explicit ``A_f``."""
 
@@ -59,35 +61,29 @@ class Li2024CoT(Model):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"
+    methods = ("mc",)
+    method_defaults = METHOD_DEFAULTS
+    params = declare(PARAMS, methods, METHOD_DEFAULTS)
     title = "attention-only transformer trained for chain of thought, CoT against ICL"
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, Training nonlinear transformers for chain-of-thought "
                  "inference: a theoretical generalization analysis, ICLR 2025")
-    params = declare(PARAMS, ("mc",), METHOD_DEFAULTS)
-    methods = ("mc",)
-    method_defaults = METHOD_DEFAULTS
-    reproduce_targets = {
-        "cot-length": "dynamics.models.li2024_cot.reproduce:cot_length",
-        "cot-vs-icl": "dynamics.models.li2024_cot.reproduce:cot_vs_icl",
-        "cot-mechanism": "dynamics.models.li2024_cot.reproduce:cot_mechanism",
-        "cot-training": "dynamics.models.li2024_cot.reproduce:cot_training",
-    }
+    reproduce_targets = {t: f"dynamics.models.li2024_cot.reproduce:{t.replace('-', '_')}" for t in TARGETS}
 
     def __init__(self, **params):
         super().__init__(**params)
         self.data = build_data(self.config)
-        self.d_x = self.data.d_x
-        self.d = self.data.d
+        self.d_x, self.d = self.data.d_x, self.data.d
 
     @classmethod
     def check(cls, values: dict, given: set) -> None:
         """Rules between parameters, each a one-line :class:`ParamError` naming the parameter."""
         M, K = values["M"], values["K"]
-        if values["d_x"] is not None and values["d_x"] < M + K:
-            raise ParamError("d_x", f"d_x must be >= M + K = {M + K} (orthonormal TRR patterns and positional "
-                                    f"encodings orthogonal to them), got {values['d_x']}")
         if values["tsr_spread"] == "disjoint" and values["M_test"] > M:
             raise ParamError("M_test", f"M_test must be <= M = {M} with tsr_spread = disjoint (each TSR pattern owns "
                                        f"a group of TRR patterns), got {values['M_test']}")
+        if values["d_x"] is not None and values["d_x"] < M + K:
+            raise ParamError("d_x", f"d_x must be >= M + K = {M + K} (orthonormal TRR patterns and positional "
+                                    f"encodings orthogonal to them), got {values['d_x']}")
         if not np.isfinite(values["S1"]) or values["S1"] == 0.0:
             raise ParamError("S1", f"S1 must be a finite nonzero number (TSR patterns mu' = sum_i c_i mu_i with "
                                    f"sum_i c_i = S1), got {values['S1']}")

@@ -14,8 +14,8 @@ SPREADS = ("disjoint", "dirichlet")
 TRAIN_TASKS = ("permutation", "random_map")
 
 
-def _fraction(name, default, help):
-    return Param(name, "float", default, help, low=0.0, low_open=True, high=1.0)
+FRACTION = dict(low=0.0, low_open=True, high=1.0)
+"""The rule of a fraction in (0, 1]."""
 
 
 PARAMS = ParamSet([
@@ -32,21 +32,21 @@ PARAMS = ParamSet([
     Param("train_task", "str", "permutation", "training step functions f_k, drawn afresh for every prompt: permutation "
           "= uniform random permutations of the M TRR patterns (Theorem 4: 'every TRR pattern is equally likely in "
           "every inference step'); random_map = each f_k(mu_j) uniform and independent", choices=TRAIN_TASKS),
-    _fraction("alpha", 0.8, "training fraction alpha of context examples whose input shares the query's TRR "
+    Param("alpha", "float", 0.8, "training fraction alpha of context examples whose input shares the query's TRR "
               "pattern (slides: 'the fraction of context examples with input sharing the same TRR pattern as the "
-              "query input'); the others take one of the other M - 1 patterns uniformly"),
+              "query input'); the others take one of the other M - 1 patterns uniformly", **FRACTION),
     positive_int("l_train", 10, "training prompt length l_tr, in examples of K columns each (Theorem 4: l_tr >= "
                  "Omega(1/alpha))"),
     nonnegative_float("noise_train", 0.0, "radius of the noise added to every pattern of a training prompt (uniform "
                       "in the ball of R^d_x); 0: TRR patterns exactly"),
     # ---- testing data (slides p. 29-30)
     Param("M_test", "int", 3, "number M' of test-relevant (TSR) patterns mu'_j = sum_i c_(j,i) mu_i", low=2),
-    Param("S1", "float", 1.0, "coefficient sum sum_i c_(j,i) of every TSR pattern (as S_1 of the ICML 2024 paper; "
-          "slides: 'each TSR pattern is a linear combination of the TRR patterns')"),
     Param("tsr_spread", "str", "disjoint", "how a TSR pattern's coefficients spread over the TRR patterns: disjoint = "
           "S1/|G_j| on each of a group G_j, the groups partitioning the M TRR patterns (TSR patterns orthogonal, "
           "needs M_test <= M); dirichlet = S1 * Dirichlet(1) over all TRR patterns, drawn from the seed",
           choices=SPREADS),
+    Param("S1", "float", 1.0, "coefficient sum sum_i c_(j,i) of every TSR pattern (as S_1 of the ICML 2024 paper; "
+          "slides: 'each TSR pattern is a linear combination of the TRR patterns')"),
     nonnegative_float("noise", 0.0, "radius of the bounded noise added to every TSR pattern occurrence of a test "
                       "prompt (one draw per token, uniform in the ball of R^d_x; decoded steps are clean)"),
     Param("tau_f", "float", 0.6, "requested min-max trajectory transition probability tau^f of the test task's "
@@ -60,8 +60,8 @@ PARAMS = ParamSet([
     Param("A_f", "floats", None, "explicit test transition matrices A_1^f..A_K^f, K*M_test^2 numbers row-major, "
           "each row stochastic with a unique largest entry (the correct step); replaces tau_f, rho_f, condition1",
           low=0.0),
-    _fraction("alpha_test", 0.8, "testing fraction alpha' of context examples whose input shares the query's TSR "
-              "pattern"),
+    Param("alpha_test", "float", 0.8, "testing fraction alpha' of context examples whose input shares the query's TSR "
+              "pattern", **FRACTION),
     positive_int("l_test", 20, "testing prompt length l_ts in examples"),
     # ---- network and training (slides p. 28, 31)
     positive_float("init_qk", 0.3, "W_Q and W_K start as init_qk * I (as in the ICML 2024 system: 'a small scaling "
