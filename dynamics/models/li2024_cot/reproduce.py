@@ -28,7 +28,7 @@ from dynamics.models.li2024_cot.training import error_grid, train_replicas
 FULL = dict(replicas=8, steps=1000, n=2000, lengths=(1, 2, 5, 10, 20, 30, 40, 60, 80, 100), snapshots=40, n_obs=1000,
             alphas=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), Ks=(2, 3, 4, 5, 6), t_replicas=8, horizon=800, stride=5,
             t_eval=1000)
-QUICK = dict(replicas=4, steps=400, n=400, lengths=(2, 10, 100), snapshots=14, n_obs=300,
+QUICK = dict(replicas=4, steps=400, n=400, lengths=(2, 5, 10, 20, 40, 100), snapshots=14, n_obs=300,
              alphas=(0.4, 0.7, 1.0), Ks=(2, 3, 4), t_replicas=3, horizon=400, stride=10, t_eval=400)
 SEED = 0
 ALPHA_TESTS = (0.4, 0.6, 0.8, 1.0)
@@ -79,18 +79,23 @@ def cot_length(out: str, quick: bool = False, workers: int | None = None) -> dic
            [(f"test fraction alpha' (tau^f = {t0})", {f"alpha' = {a}": line((a, t0)) for a in ALPHA_TESTS}),
             (f"tau^f (alpha' = {a0})", {f"tau^f = {t}": line((a0, t)) for t in TAUS})],
            "CoT error against test length (more examples needed when alpha' or tau^f is small)", ylabel="CoT error")
-    required, rho = {}, {}
+    required, bound = {}, {}
     for a, t in keys:
-        below = [int(l) for l in L if replica_mean(grid[((a, t), l)]["cot"])[0] <= LEVEL]
-        required[(a, t)] = below[0] if below else None
-        rho[(a, t)] = reps[0].model.with_params("mc", tau_f=t).data.stats.rho
-    rrows = [(a, t, rho[(a, t)], (a * t * rho[(a, t)]) ** -2.0, required[(a, t)] if required[(a, t)] else "none")
-             for a, t in keys]
+        required[(a, t)] = crossing(L, np.array([replica_mean(grid[((a, t), l)]["cot"])[0] for l in L]), LEVEL)
+        rho = reps[0].model.with_params("mc", tau_f=t).data.stats.rho
+        bound[(a, t)] = (a * t * rho, (a * t * rho) ** -2.0)
+    rrows = [(a, t, *bound[(a, t)], required[(a, t)]) for a, t in keys]
     table += "\n" + write_table(os.path.join(out, "cot-length-required"),
-                                ["alpha_test", "tau_f", "rho_f", "theorem_bound", "required_length"], rrows, digits=True,
-                                title=f"First test length with CoT error <= {LEVEL}, beside (alpha' tau^f rho^f)^-2")
+                                ["alpha_test", "tau_f", "alpha_tau_rho", "theorem_bound", "required_length"], rrows,
+                                digits=True, title=f"Test length at which the CoT error reaches {LEVEL} (log-linear "
+                                                   f"interpolation between grid lengths; inf: not reached), beside "
+                                                   f"Theorem 5's (alpha' tau^f rho^f)^-2")
+    fin = [k for k in keys if np.isfinite(required[k])]
+    slope = sps.linregress(np.log([bound[k][1] for k in fin]), np.log([required[k] for k in fin])) \
+        if len(fin) > 2 else None
     lm = MID_LENGTH if MID_LENGTH in z["lengths"] else int(L[len(L) // 2])
-    claims = {"required_length": required,
+    claims = {"required_length": required, "bound": bound,
+              "bound_slope": (slope.slope, slope.stderr) if slope is not None else None,
               "paired_alpha": replica_mean(grid[((0.4, t0), lm)]["cot"] - grid[((1.0, t0), lm)]["cot"]),
               "paired_tau": replica_mean(grid[((a0, 0.4), lm)]["cot"] - grid[((a0, 0.7), lm)]["cot"]),
               "mid_length": lm}
@@ -120,10 +125,10 @@ def cot_vs_icl(out: str, quick: bool = False, workers: int | None = None) -> dic
                                 title="The two test tasks (exact statistics; icl_limit: ICL error of plurality "
                                       "copying as l -> infinity)")
     L = np.array(z["lengths"])
-    lines = {f"{m.upper()}, {'with' if c else 'without'} Condition 1": (L, *np.array([nums[(m, c, l)] for l in L]).T)
-             for m in ("cot", "icl") for c in (True, False)}
+    lines = {f"{ {'cot': 'CoT', 'icl': 'ICL'}[m]}, {'with' if c else 'without'} Condition 1":
+             (L, *np.array([nums[(m, c, l)] for l in L]).T) for m in ("cot", "icl") for c in (True, False)}
     curves(os.path.join(out, "cot-vs-icl.png"), [(f"tau^f = {TAU_VS}, alpha' = {_default('alpha_test')}", lines)],
-           "CoT against ICL: without Condition 1 ICL does not improve with more examples")
+           "CoT against ICL: without Condition 1 ICL does not improve with more examples", ylabel="error")
     lmin, lmax = int(L[0]), int(L[-1])
     claims = {key: {"lmin": nums[key + (lmin,)], "lmax": nums[key + (lmax,)]}
               for key in (("cot", True), ("cot", False), ("icl", True), ("icl", False))}
@@ -173,14 +178,17 @@ def cot_mechanism(out: str, quick: bool = False, workers: int | None = None) -> 
 
 
 def crossing(t, loss, level):
-    """First iteration at which ``loss`` reaches ``level``, interpolating ``log loss`` linearly
-    between snapshots; ``inf`` if it never does."""
+    """First ``t`` (iteration, or test length) at which ``loss`` reaches ``level``, interpolating
+    ``log loss`` linearly between grid points (errors fall about exponentially in both); ``inf``
+    if it never does."""
     below = np.nonzero(loss <= level)[0]
     if below.size == 0:
         return np.inf
     i = below[0]
     if i == 0:
         return float(t[0])
+    if loss[i] <= 0.0:                  # an exact zero (no error on any prompt): interpolate linearly
+        return float(t[i - 1] + (t[i] - t[i - 1]) * (loss[i - 1] - level) / loss[i - 1])
     a, b = np.log(loss[i - 1]), np.log(loss[i])
     return float(t[i - 1] + (t[i] - t[i - 1]) * (a - np.log(level)) / (a - b))
 
