@@ -85,6 +85,7 @@ def training_times(path, panels, title):
     with error bars), ``fits``: ``{label: (x, y)}`` (solid, same colour), ``theory``: ``{label: (x, y)}``
     (dashed, same colour); log-log axes."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    fig.subplots_adjust(wspace=0.3)
     for ax, (xlabel, lines, fits, theory) in zip(axes[0], panels):
         for label, (x, y, se) in lines.items():
             eb = ax.errorbar(x, y, yerr=se, fmt="o", ms=4, capsize=2, label=label)

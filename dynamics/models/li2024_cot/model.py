@@ -173,6 +173,19 @@ class Li2024CoT(Model):
         }
 
     # ---- run directory ------------------------------------------------------------------
+    def summary(self, result) -> list:
+        """The final scalar observables (replica means), the final attention masses and the test
+        task's statistics."""
+        lines = super().summary(result)
+        ds = result.ds
+        if "attn" in ds:
+            last = ds["attn"].isel(t=-1).mean("replica").values
+            lines += [f"  attn[{kind}] = {v:.4f}" for kind, v in zip(COLUMN_TYPES, last)]
+        st = self.data.stats
+        lines.append(f"  test task: tau^f = {st.tau:.4g}, tau_o^f = {st.tau_o:.4g}, rho^f = {st.rho:.4g}, "
+                     f"rho_o^f = {st.rho_o:.4g}, Condition 1 {'holds' if st.condition1 else 'fails'}")
+        return lines
+
     def figures(self, result, outdir: str) -> list:
         """``errors.png`` (CoT, ICL and training-distribution errors against iterations) and
         ``attention.png`` (the four attention masses), replica mean +- 2 SE."""
