@@ -38,22 +38,24 @@ from bench_li2024 import best_rate, numba_step  # noqa: E402
 from dynamics.models.li2024_cot.model import Li2024CoT  # noqa: E402
 
 
+def torch_loss(torch, W, b):
+    """The mean squared loss of a batch ``b`` (:class:`~dynamics.models.li2024_cot.data.Prompts`)
+    written plainly in PyTorch: padded prompts as one tensor, a mask of the attended columns."""
+    P, n, z = torch.from_numpy(b.P), torch.from_numpy(b.n), torch.from_numpy(b.target)
+    B, C, _ = P.shape
+    query = P[torch.arange(B), n]                                            # (B, d): p~_query
+    scores = ((P @ W["W_K"].T) @ (query @ W["W_Q"].T)[:, :, None])[..., 0]   # (W_K p~_i)^T W_Q p~_q
+    scores = scores.masked_fill(torch.arange(C)[None, :] >= n[:, None], float("-inf"))
+    F = (torch.softmax(scores, dim=1)[:, None, :] @ P)[:, 0] @ W["W_V"].T    # W_V sum_i attn_i p~_i
+    return 0.5 * ((F - z) ** 2).sum(dim=1).mean()
+
+
 def torch_step(torch, state, sample, eta, fixed=None):
-    """One SGD step (or, with ``fixed``, one gradient) of the model written plainly in PyTorch."""
+    """One SGD step (or, with ``fixed``, one gradient) of :func:`torch_loss`."""
     W = {k: torch.tensor(v, dtype=torch.float64, requires_grad=(k != "W_V")) for k, v in state.items()}
 
-    def loss_of(P, n, z):
-        B, C, _ = P.shape
-        query = P[torch.arange(B), n]                                      # (B, d): p~_query
-        scores = ((P @ W["W_K"].T) @ (query @ W["W_Q"].T)[:, :, None])[..., 0]   # (W_K p~_i)^T W_Q p~_q
-        scores = scores.masked_fill(torch.arange(C)[None, :] >= n[:, None], float("-inf"))
-        attn = torch.softmax(scores, dim=1)
-        F = (attn[:, None, :] @ P)[:, 0] @ W["W_V"].T                      # W_V sum_i attn_i p~_i
-        return 0.5 * ((F - z) ** 2).sum(dim=1).mean()
-
     def step():
-        b = fixed if fixed is not None else sample()
-        loss = loss_of(torch.from_numpy(b.P), torch.from_numpy(b.n), torch.from_numpy(b.target))
+        loss = torch_loss(torch, W, fixed if fixed is not None else sample())
         for k in ("W_Q", "W_K"):
             W[k].grad = None
         loss.backward()
@@ -64,38 +66,33 @@ def torch_step(torch, state, sample, eta, fixed=None):
     return step
 
 
-def check_torch(torch, model, state):
-    """The PyTorch loss equals the numba kernel's on one batch (so both time the same computation)."""
-    b = model.sample(np.random.default_rng(9), 16)
-    loss, _ = model.batch_loss_grad(state, b)
-    W = {k: torch.tensor(v) for k, v in state.items()}
-    P, n = torch.from_numpy(b.P), torch.from_numpy(b.n)
-    q = P[torch.arange(16), n]
-    s = ((P @ W["W_K"].T) @ (q @ W["W_Q"].T)[:, :, None])[..., 0]
-    s = s.masked_fill(torch.arange(P.shape[1])[None, :] >= n[:, None], float("-inf"))
-    F = (torch.softmax(s, 1)[:, None, :] @ P)[:, 0] @ W["W_V"].T
-    ref = float(0.5 * ((F - torch.from_numpy(b.target)) ** 2).sum(1).mean())
-    assert abs(ref - loss) < 1e-12 * abs(loss), (ref, loss)
+def environment(threads):
+    """``(description lines, torch module or None)`` of this machine and run."""
+    with open("/proc/cpuinfo") as fh:
+        cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "?")
+    lines = [f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}",
+             f"load average before: {os.getloadavg()}"]
+    try:
+        import torch
+    except ImportError:
+        return lines + ["torch not installed: numba figures only"], None
+    if threads:
+        torch.set_num_threads(threads)
+    return lines + [f"torch {torch.__version__}, {torch.get_num_threads()} threads"], torch
+
+
+OPTIONS = (("--min-time", float, 2.0, "seconds of each timed run"), ("--repeats", int, 3, "timed runs per figure "
+           "(the best is kept)"), ("--torch-threads", int, None, "threads of PyTorch (default: its own choice)"))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--min-time", type=float, default=2.0)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--torch-threads", type=int, default=None)
+    for flag, kind, default, text in OPTIONS:
+        ap.add_argument(flag, type=kind, default=default, help=text)
     ap.add_argument("--targets", action="store_true", help="also time every reproduce target at full size")
     args = ap.parse_args(argv)
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print(f"load average before: {os.getloadavg()}")
-    try:
-        import torch
-        if args.torch_threads:
-            torch.set_num_threads(args.torch_threads)
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    except ImportError:
-        torch = None
-        print("torch not installed: numba figures only")
+    lines, torch = environment(args.torch_threads)
+    print("\n".join(lines))
     model = Li2024CoT.create(method="mc")
     lrs = model.learning_rates("mc")
     eta = model.config["eta"]
@@ -104,8 +101,10 @@ def main(argv=None):
     print(f"{'what':<30}{'batch':>6}{'numba':>12}{'torch':>12}{'ratio':>8}")
     for batch in (64, 256):
         st = model.initial_state("mc", None)
-        if torch:
-            check_torch(torch, model, st)
+        if torch:   # both implementations compute the same loss (rounding only)
+            b = model.sample(np.random.default_rng(9), 16)
+            ref = float(torch_loss(torch, {k: torch.tensor(v) for k, v in st.items()}, b))
+            assert abs(ref - model.batch_loss_grad(st, b)[0]) < 1e-12 * abs(ref)
         fixed = model.sample(np.random.default_rng(1), batch)
         nb = best_rate(lambda: model.batch_loss_grad(st, fixed), batch, args.min_time, args.repeats)
         tb = best_rate(torch_step(torch, st, None, eta, fixed), batch, args.min_time,
@@ -120,15 +119,16 @@ def main(argv=None):
             print(f"{what:<30}{batch:>6}{n:>12.0f}{t:>12.0f}{n / t:>8.1f}")
         fixed_rate = best_rate(lambda: model.sample(np.random.default_rng(3), batch), batch, args.min_time, 1)
         print(f"{'  (sampling alone)':<30}{batch:>6}{fixed_rate:>12.0f}")
-    if args.targets:
-        from dynamics.models.li2024_cot import reproduce
+    if args.targets:   # through the front end, in registry order (the first trains the shared replicas)
+        from dynamics.reproduce import run_target
 
-        print("\nreproduce targets at full size (wall s, one process)")
-        for name in ("cot_length", "cot_vs_icl", "cot_mechanism", "cot_training"):
-            with tempfile.TemporaryDirectory() as out:
+        walls = {}
+        with tempfile.TemporaryDirectory() as out:
+            for name in Li2024CoT.reproduce_targets:
                 t0 = time.perf_counter()
-                getattr(reproduce, name)(out)
-                print(f"  {name.replace('_', '-'):<14}{time.perf_counter() - t0:8.1f}")
+                run_target(name, os.path.join(out, name))
+                walls[name] = time.perf_counter() - t0
+        print("\nreproduce targets at full size, one process: " + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()))
     print(f"\nload average after: {os.getloadavg()}")
 
 

@@ -55,7 +55,8 @@ def test_training_batch_labels_and_columns(model):
         match = np.isclose(cols[:, :dx] - data.pe[k[b] - 1], q).all(axis=1)
         assert match.any() and np.allclose(cols[match, dx:], batch.target[b])
         rest = batch.P[b, nb + 1:]   # unused columns after the query: positional encoding only
-        assert not batch.P[b, nb, dx:].any() and np.allclose(rest[:, :dx], data.pe[np.arange(nb + 1, rest.shape[0] + nb + 1) % K])
+        assert not batch.P[b, nb, dx:].any()
+        assert np.allclose(rest[:, :dx], data.pe[np.arange(nb + 1, nb + 1 + rest.shape[0]) % K])
         assert not rest[:, dx:].any()
 
 

@@ -26,7 +26,8 @@ PARAMS = ParamSet([
           "smallest that holds the orthonormal TRR patterns and the K positional encodings orthogonal to them",
           low=2),
     Param("pattern_basis", "str", "standard", "standard: TRR patterns and positional encodings are standard basis "
-          "vectors; random: the same blocks of a Haar-random rotation drawn from the seed", choices=("standard", "random")),
+          "vectors; random: the same blocks of a Haar-random rotation drawn from the seed",
+          choices=("standard", "random")),
     positive_float("pe_scale", 1.0, "norm of the periodic positional encodings c_(i mod K), added to the x half of "
                    "column i (slides: p~_i = p_i + c_(i mod K))"),
     Param("train_task", "str", "permutation", "training step functions f_k, drawn afresh for every prompt: permutation "

@@ -170,8 +170,9 @@ def cot_mechanism(out: str, quick: bool = False, workers: int | None = None) -> 
     table = write_table(os.path.join(out, "cot-mechanism"), ["t", "prompts", "column_type", "attention", "stderr"],
                         rows, digits=True, title=f"Attention mass by column type, mean +- SE over {R} replicas")
     table += "\n" + write_table(os.path.join(out, "cot-mechanism-halftimes"), ["prompts", "mass", "t_half", "stderr"],
-                                halves, digits=True, title="Iteration at which the mass on columns of other steps "
-                                                           "(positions) / other patterns falls to half its initial value")
+                                halves, digits=True,
+                                title="Iteration at which the mass on columns of other steps (positions) / other "
+                                      "patterns falls to half its initial value")
     figures.attention_panels(os.path.join(out, "cot-mechanism.png"), t, panels,
                              "Attention by column type during CoT decoding (mean +- 2 SE over replicas)")
     return {"table": table, "rows": rows, "claims": claims}
@@ -223,8 +224,8 @@ def cot_training(out: str, quick: bool = False, workers: int | None = None) -> d
             times[(eps, a, K)] = np.array([crossing(rep.ds["t"].values, rep.ds["loss"].values, eps) for rep in reps])
     rows = [(eps, a, K, *replica_mean(times[(eps, a, K)])) for eps in LOSS_LEVELS for a, K in settings]
     table = write_table(os.path.join(out, "cot-training"), ["level", "alpha", "K", "iterations", "stderr"], rows,
-                        digits=True, title=f"SGD iterations until the held-out training loss ({z['t_eval']} prompts) is "
-                                           f"<= level, mean +- SE over {z['t_replicas']} replicas")
+                        digits=True, title=f"SGD iterations until the held-out training loss ({z['t_eval']} prompts) "
+                                           f"is <= level, mean +- SE over {z['t_replicas']} replicas")
     sweeps = {"alpha": (np.array(z["alphas"]), lambda x, eps: (eps, x, K0), lambda x, eps: theorem_T(x, K0, M, eps)),
               "K": (np.array(z["Ks"], dtype=float), lambda x, eps: (eps, a0, int(x)),
                     lambda x, eps: theorem_T(a0, x, M, eps))}
@@ -254,8 +255,8 @@ def cot_training(out: str, quick: bool = False, workers: int | None = None) -> d
     table += "\n" + write_table(os.path.join(out, "cot-training-fit"), ["swept", "level", "exponent", "stderr",
                                                                          "ci95_low", "ci95_high", "theorem_exponent"],
                                  frow, digits=True,
-                                 title="Power-law exponents of the iterations (OLS of log T on log x over replicas; 95% "
-                                       "t intervals) beside the log-log slope of the theorem's T (unit constants, "
+                                 title="Power-law exponents of the iterations (OLS of log T on log x over replicas; "
+                                       "95% t intervals) beside the log-log slope of the theorem's T (unit constants, "
                                        f"M = {M}) over the same grid")
     figures.training_times(os.path.join(out, "cot-training.png"), panels,
                            "Iterations to reach a training-loss level (Theorem 4: T = Theta(alpha^-2 K^3 + M K "

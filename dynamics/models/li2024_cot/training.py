@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from dynamics.models.li2024.training import Replica, replica_mean
+from dynamics.models.li2024.training import Replica
 from dynamics.models.li2024_cot.decoding import per_prompt
 
 MODEL = "li2024_cot"
