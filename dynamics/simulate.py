@@ -36,7 +36,7 @@ def build(model="huang2024", method="gd", **params) -> Model:
     return models.get(model).create(method=method, **params)
 
 
-def simulate(model="huang2024", method="gd", *, init=None, save_at=None, progress=False, on_checkpoint=None,
+def simulate(model="huang2024", method=None, *, init=None, save_at=None, progress=False, on_checkpoint=None,
              resume=None, **params) -> Result:
     """Train ``model`` with ``method`` and record its observables (see the module docstring).
 
@@ -44,9 +44,9 @@ def simulate(model="huang2024", method="gd", *, init=None, save_at=None, progres
     ----------
     model : str or Model
         A registry name (``huang2024``, ...) or a model instance.
-    method : {"gd", "flow", "mc"}
+    method : {"gd", "flow", "mc"}, optional
         Exact gradient descent, gradient flow, or Monte Carlo training; refused if the model
-        does not support it.
+        does not support it.  Default: the model's first method (``gd`` for exact models).
     init : dict, optional
         Initial state ``{block: array}`` (default: the model's, e.g. Huang's ``Q^(0) = 0``).
     save_at : array of int, optional
@@ -68,6 +68,8 @@ def simulate(model="huang2024", method="gd", *, init=None, save_at=None, progres
         The run diverged; ``.result`` holds the snapshots so far.
     """
     t0 = time.perf_counter()
+    if method is None:
+        method = (type(model) if isinstance(model, Model) else models.get(model)).methods[0]
     m = build(model, method, **params)
     c = m.config
     steps = int(c["steps"])

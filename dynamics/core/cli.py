@@ -33,7 +33,12 @@ EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PIPE = 2, 1, 130, 141
 
 
 class ArgParser(argparse.ArgumentParser):
-    """``argparse`` whose errors raise :class:`UsageError` (one line, exit status 2)."""
+    """``argparse`` whose errors raise :class:`UsageError` (one line, exit status 2); no
+    abbreviations (``--m`` is never silently taken for ``--model``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
@@ -127,7 +132,7 @@ def simulate_parser(cls, method_choices):
     run.add_argument("--model", choices=models.names(), help=f"the system (default {models.DEFAULT})")
     run.add_argument("--method", choices=METHODS,
                      help=f"exact GD, gradient flow or Monte Carlo; {cls.name} supports {', '.join(method_choices)} "
-                          f"(default gd)")
+                          f"(default {method_choices[0]})")
     run.add_argument("--config", metavar="FILE.toml", help="TOML file with any of the parameters below and "
                      "model, method, out, figures (flags override it)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint.npz "
@@ -170,7 +175,7 @@ def _simulate(argv):
     cls = models.get(name)
     ap = simulate_parser(cls, cls.methods)
     ns = ap.parse_args(argv)
-    method = known.method or toml.get("method", "gd")
+    method = known.method or toml.get("method", cls.methods[0])
     if not isinstance(method, str):
         raise UsageError(f"method must be a string, got {method!r}")
     run_names = {p.name for p in RUN_PARAMS}

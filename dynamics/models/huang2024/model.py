@@ -21,7 +21,7 @@ from dynamics.core.rng import model_rng
 from dynamics.methods.gd import NONFINITE, OK, RISE_TOL, RISING, STOPPED
 from dynamics.models.huang2024 import mc_kernels as mc
 from dynamics.models.huang2024.classes import ClassStructure
-from dynamics.models.huang2024.engine import reduced_loss_grad
+from dynamics.models.huang2024.engine import ReducedEvaluation
 from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
 from dynamics.models.huang2024.theory import optimum
 
@@ -101,6 +101,8 @@ class Huang2024(Model):
         self.sigma2 = float(c["sigma2"])
         self.h = float(c["h"])
         self._p_col, self._m_col = self.structure.column_tables()
+        self._wt = tail_weights(self.h)
+        self._weights = self.structure.sizes * self.structure.probs
 
     @cached_property
     def L_star(self) -> np.ndarray:
@@ -169,14 +171,27 @@ class Huang2024(Model):
         if method == "mc":
             return self._observe_mc(state, rng)
         coords = state["coords"]
-        ev = reduced_loss_grad(coords, self.structure, self.N, self.sigma2, h=self.h)
+        ev = self.evaluate(coords)
         return {"A": coords[:, 0].copy(), "B": self._masked(coords[:, 1:]), "L_k": ev.L_f,
                 "L": ev.L, "gap": ev.L_f - self.L_star, "attn_own": ev.attn[:, 0].copy(),
                 "attn": self._masked(ev.attn[:, 1:])}
 
     # ---- exact methods --------------------------------------------------------------------
+    def evaluate(self, coords) -> ReducedEvaluation:
+        """The exact ``L``, ``dL/dtheta``, ``L_k`` and ``E[Attn]`` on the reduced coordinates
+        (:func:`.engine.reduced_loss_grad` without re-validating the model's fixed inputs on every
+        call: the structure, ``N``, ``sigma2`` and ``h`` were checked once, when the model was made).
+        """
+        coords = np.ascontiguousarray(coords, dtype=np.float64)
+        F = self.structure.F
+        grad, L_f, attn = np.empty((F, F + 1)), np.empty(F), np.empty((F, F + 1))
+        reduced_kernel(coords, self._p_col, self._m_col, float(self.N), self.sigma2, self.h, self._wt, grad, L_f,
+                       attn)
+        validate.finite_result("the exact Huang gradient (reduced coordinates)", L_f=L_f, grad=grad)
+        return ReducedEvaluation(float(self._weights @ L_f), grad, L_f, attn)
+
     def loss_grad(self, state):
-        ev = reduced_loss_grad(state["coords"], self.structure, self.N, self.sigma2, h=self.h)
+        ev = self.evaluate(state["coords"])
         return Evaluation(ev.L, {"coords": ev.grad}, ev.L_f - self.L_star, {"reduced": ev})
 
     def advance(self, state, lrs, start, stop, monitor):
