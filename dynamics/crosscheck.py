@@ -213,6 +213,12 @@ def _main(argv):
     pre.add_argument("--model", default=models.DEFAULT)
     known, _ = pre.parse_known_args(argv)
     cls = models.get(known.model)
+    if not {"gd", "mc"} <= set(cls.methods):  # refused before its parameters are even parsed
+        raise ParamError("model", f"the cross-check needs methods gd and mc; model {cls.name} supports "
+                                  f"{', '.join(cls.methods)}")
+    if ALPHA.name in cls.params:
+        raise ParamError("alpha", f"model {cls.name} declares a parameter alpha, which the cross-check's own "
+                                  "--alpha (its false-alarm level) would shadow")
     ap = ArgParser(prog="python -m dynamics.crosscheck", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=models.names(), help=f"the system (default {models.DEFAULT})")
     ap.add_argument("--out", default="runs/crosscheck", help="output folder (default runs/crosscheck)")

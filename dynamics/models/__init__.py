@@ -7,6 +7,7 @@ import importlib
 REGISTRY = {
     "huang2024": "dynamics.models.huang2024.model:Huang2024",
     "li2024": "dynamics.models.li2024.model:Li2024",
+    "li2024_cot": "dynamics.models.li2024_cot.model:Li2024CoT",
 }
 """Model name -> ``"module:Class"``; adding a model adds one line here."""
 DEFAULT = "huang2024"

@@ -26,6 +26,9 @@ API (stable; the chain-of-thought system calls it)
 ``attention_backward(W_K, cols, n, pq, t, attn, pbar, gp, scale, gW_Q, gW_K, r, wkr)``
     Adds ``scale * dL/dW_Q`` and ``scale * dL/dW_K`` into ``gW_Q``, ``gW_K`` given
     ``gp = dL/dpbar`` (``r`` and ``wkr`` are work vectors of lengths ``d`` and ``d_a``).
+``workspace(da, d, n) -> (t, u, s, attn, pbar, r, wkr)``
+    Fresh work arrays of both functions for prompts of up to ``n`` columns (added for the
+    chain-of-thought system; allocate once per batch).
 """
 from __future__ import annotations
 
@@ -69,6 +72,12 @@ def attention_forward(W_Q, W_K, cols, n, pq, t, u, s, attn, pbar):
         w = attn[i]
         for j in range(d):
             pbar[j] += w * cols[i, j]
+
+
+@jit
+def workspace(da, d, n):
+    """Work arrays ``(t, u, s, attn, pbar, r, wkr)`` of lengths ``(d_a, d, n, n, d, d, d_a)``."""
+    return np.empty(da), np.empty(d), np.empty(n), np.empty(n), np.empty(d), np.empty(d), np.empty(da)
 
 
 @jit
