@@ -2,17 +2,23 @@
 
 Huang, Cheng, Liang (ICML 2024): ``L(Q) = 1/2 E[(yhat - <w, x_q>)^2]``, which depends on ``Q``
 only through ``theta[n, k] = v_n^T Q v_k`` (MODEL.md section 2).  Everything here is exact in
-the counts (no sampling): MODEL.md section 3, with the quadrature of :mod:`dynamics.exact`.
+the counts (no sampling): MODEL.md section 3, with the quadrature of
+:mod:`dynamics.models.huang2024.quadrature`.  Every fixed-sign quantity is accurate relative to
+itself (about 1e-13, at any magnitude down to the float64 underflow), every gradient entry to
+about 1e-13 of ``grad_scale`` (the sum of the magnitudes of its positive and negative parts).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
 from dynamics.core import validate
 from dynamics.models.huang2024.classes import ClassStructure
-from dynamics.models.huang2024.quadrature import DEFAULT_H, general_kernel, reduced_kernel, tail_weights
+from dynamics.models.huang2024.jacobian import reduced_jacobian
+from dynamics.models.huang2024.quadrature import (DEFAULT_H, N_PARTS, general_kernel, general_terms, reduced_terms,
+                                                  tail_weights)
 
 
 def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):
@@ -29,7 +35,9 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
     sigma2 : float
         Label-noise variance (0 in the paper).
     h : float
-        Trapezoid step in ``log t`` (MODEL.md section 3); the default gives ~1e-14.
+        Trapezoid step in ``log t`` (MODEL.md section 3); at the default every fixed-sign output
+        is accurate to ~1e-13 relative (and each gradient entry to ~1e-13 of the sum of its
+        parts' magnitudes, see :func:`population_terms`).
     return_attention : bool
         Also return ``attn[n, k] = E[Attn_n | x_q = v_k]``.
 
@@ -62,6 +70,65 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
 
 
 @dataclass(frozen=True)
+class PopulationTerms:
+    """The exact population quantities of :func:`population_terms`, each in same-signed parts.
+
+    Attributes
+    ----------
+    L, grad, L_k, attn
+        As returned by :func:`population_loss_grad` (``grad = grad_pos - grad_neg``).
+    grad_pos, grad_neg : arrays (K, K)
+        Positive and negative parts of ``dL/dtheta`` (both >= 0, each to ~1e-13 relative);
+        without label noise ``grad_pos`` is 0 on the diagonal (``dL/dA_k <= 0``).
+    L_present, L_absent : arrays (K,)
+        ``L_k = L_present + L_absent``: the parts with the query's feature present in the prompt
+        (``c_k >= 1``) and absent (``c_k = 0``, probability ``(1 - p_k)^N``).
+    attn_rest : array (K,)
+        ``1 - E[Attn_k | x_q = v_k]``, computed as ``E[sum_{n != k} Attn_n]`` (no cancellation).
+    absent : array (K,)
+        ``(1 - p_k)^N``.
+    """
+
+    L: float
+    grad: np.ndarray
+    L_k: np.ndarray
+    attn: np.ndarray
+    grad_pos: np.ndarray
+    grad_neg: np.ndarray
+    L_present: np.ndarray
+    L_absent: np.ndarray
+    attn_rest: np.ndarray
+    absent: np.ndarray
+
+    @property
+    def grad_scale(self) -> np.ndarray:
+        """``grad_pos + grad_neg``: the scale to which each gradient entry is accurate (~1e-13 of it)."""
+        return self.grad_pos + self.grad_neg
+
+
+def population_terms(theta, p, N, sigma2=0.0, *, h=DEFAULT_H) -> PopulationTerms:
+    """:func:`population_loss_grad` with every quantity in its same-signed parts (MODEL.md s.2-3).
+
+    Same arguments and checks; see :class:`PopulationTerms`.
+    """
+    p = validate.probabilities(p)
+    K = p.shape[0]
+    theta = validate.square_theta(theta, K)
+    validate.column_spread(theta, "theta", axis=0)
+    N = validate.prompt_length(N)
+    sigma2 = validate.nonnegative(sigma2, "sigma2")
+    h = validate.positive(h, "h")
+    gp, gn, attn = np.empty((K, K)), np.empty((K, K)), np.empty((K, K))
+    parts = np.empty((K, N_PARTS))
+    general_terms(theta, p, N, sigma2, h, gp, gn, attn, parts, -1, True)
+    validate.finite_result("population_terms", parts=parts, grad_pos=gp, grad_neg=gn)
+    L_present, L_absent = 0.5 * parts[:, 0], 0.5 * parts[:, 1]
+    L_k = L_present + L_absent
+    return PopulationTerms(float(p @ L_k), gp - gn, L_k, attn, gp, gn, L_present, L_absent,
+                           parts[:, 2].copy(), parts[:, 3].copy())
+
+
+@dataclass(frozen=True)
 class ReducedEvaluation:
     """The exact population quantities on reduced coordinates (see :mod:`dynamics.classes`).
 
@@ -76,12 +143,26 @@ class ReducedEvaluation:
         Per-feature prediction error ``L_k`` of a query of class ``f``.
     attn : array (F, F + 1)
         ``E[Attn_n | x_q = v_k]`` for one member ``n`` of each column class.
+    grad_scale : array (F, F + 1) or None
+        Sum of the magnitudes of the positive and negative parts of each ``grad`` entry: the
+        scale to which the entry is accurate (~1e-13 of it; a fixed-sign entry to ~1e-13 of itself).
+    L_present, L_absent : arrays (F,) or None
+        ``L_f = L_present + L_absent``: query feature present in the prompt / absent (``c_k = 0``).
+    attn_rest : array (F,) or None
+        ``1 - E[Attn_k]`` for the query's own feature, without cancellation.
+    absent : array (F,) or None
+        ``(1 - p_k)^N``, the probability that the query's feature is absent from the prompt.
     """
 
     L: float
     grad: np.ndarray
     L_f: np.ndarray
     attn: np.ndarray
+    grad_scale: Optional[np.ndarray] = None
+    L_present: Optional[np.ndarray] = None
+    L_absent: Optional[np.ndarray] = None
+    attn_rest: Optional[np.ndarray] = None
+    absent: Optional[np.ndarray] = None
 
 
 def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEFAULT_H) -> ReducedEvaluation:
@@ -99,10 +180,51 @@ def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEF
     h = validate.positive(h, "h")
     p_col, m_col = structure.column_tables()
     F = structure.F
-    grad = np.empty((F, F + 1))
-    L_f = np.empty(F)
-    attn = np.empty((F, F + 1))
-    reduced_kernel(coords, p_col, m_col, N, sigma2, h, tail_weights(h), grad, L_f, attn)
-    validate.finite_result("reduced_loss_grad", L_f=L_f, grad=grad)
+    gp, gn, attn = np.empty((F, F + 1)), np.empty((F, F + 1)), np.empty((F, F + 1))
+    parts = np.empty((F, N_PARTS))
+    reduced_terms(coords, p_col, m_col, N, sigma2, h, tail_weights(h), gp, gn, attn, parts)
+    validate.finite_result("reduced_loss_grad", parts=parts, grad_pos=gp, grad_neg=gn)
+    L_present, L_absent = parts[:, 0].copy(), parts[:, 1].copy()
+    L_f = L_present + L_absent
     L = float(np.sum(structure.sizes * structure.probs * L_f))
-    return ReducedEvaluation(L, grad, L_f, attn)
+    return ReducedEvaluation(L, gp - gn, L_f, attn, gp + gn, L_present, L_absent, parts[:, 2].copy(), parts[:, 3].copy())
+
+
+@dataclass(frozen=True)
+class ReducedJacobian:
+    """``d grad / d coords`` of :func:`reduced_loss_grad`'s gradient, block diagonal in the query class.
+
+    Attributes
+    ----------
+    jac : array (F, F + 1, F + 1)
+        ``jac[f, j, i] = d grad[f, j] / d coords[f, i]`` (``grad[f]`` does not depend on
+        ``coords[f']``, ``f' != f``); rows and columns of empty classes are 0.  The gradient
+        flow ``d coords / dt = -grad`` has the Jacobian ``-jac``.
+    scale : array (F, F + 1, F + 1)
+        Sum of the magnitudes of the positive and negative parts of each entry: the scale to
+        which it is accurate (~1e-13 of it).
+    """
+
+    jac: np.ndarray
+    scale: np.ndarray
+
+
+def reduced_grad_jacobian(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEFAULT_H) -> ReducedJacobian:
+    """Exact Jacobian of the class-reduced gradient (MODEL.md sections 2-3; :mod:`dynamics.models.huang2024.jacobian`).
+
+    Same arguments and checks as :func:`reduced_loss_grad`.  Cost O(F^3 x nodes) per query
+    class, independent of K and N.
+    """
+    if not isinstance(structure, ClassStructure):
+        raise ValueError("structure must be a dynamics.ClassStructure")
+    coords = structure.check_coords(coords)
+    validate.column_spread(coords, "coords", axis=1)
+    N = validate.prompt_length(N)
+    sigma2 = validate.nonnegative(sigma2, "sigma2")
+    h = validate.positive(h, "h")
+    p_col, m_col = structure.column_tables()
+    F = structure.F
+    jp, jn = np.empty((F, F + 1, F + 1)), np.empty((F, F + 1, F + 1))
+    reduced_jacobian(coords, p_col, m_col, N, sigma2, h, tail_weights(h), jp, jn)
+    validate.finite_result("reduced_grad_jacobian", jac_pos=jp, jac_neg=jn)
+    return ReducedJacobian(jp - jn, jp + jn)
