@@ -99,7 +99,7 @@ def simulate(model="huang2024", method=None, *, init=None, save_at=None, progres
             elif method == "flow":
                 state, times, extra = flow.run_flow(m, state, steps=steps, save_at=save_at, recorder=recorder,
                                                     rtol=c["flow_rtol"], atol=c["flow_atol"], levels=c["levels"],
-                                                    eps=c["eps"], progress=bar)
+                                                    eps=c["eps"], progress=bar, integrator=c["flow_integrator"])
                 if "stopped_at" in extra:
                     status, message = "converged", f"every gap to the optimum <= eps = {c['eps']:g} at t = " \
                                                    f"{extra['stopped_at']:.6g}"

@@ -208,6 +208,11 @@ class Model(abc.ABC):
         with a step size).  The flow integrates only these; Huang's empty classes never move."""
         return {}
 
+    def hessian(self, state: dict):
+        """Optional: ``d direction / d state`` over the concatenated, flattened blocks (C order, in
+        the order of :meth:`blocks`), for implicit flow integrators; None when not available."""
+        return None
+
     def direction(self, state: dict, grads: dict) -> dict:
         """The descent direction of each block given its gradient (default: the gradient)."""
         return grads

@@ -6,6 +6,7 @@ tolerance for probability vectors: :func:`p_sum_tol`.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
@@ -90,9 +91,11 @@ def orthonormal_columns(V, K: int, d: int, name: str = "V") -> np.ndarray:
 
 def prompt_length(N, name: str = "N") -> float:
     """An integer prompt length N >= 1 (returned as float for the kernels)."""
+    if type(N) is int and N >= 1:  # the common case, without the general checks below
+        return float(N)
     if isinstance(N, bool) or not isinstance(N, (numbers.Integral, float, np.floating)):
         raise ValueError(f"{name} must be an integer >= 1, got {N!r}")
-    if not np.isfinite(N) or N != int(N) or N < 1:
+    if not math.isfinite(N) or N != int(N) or N < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {N!r}")
     return float(int(N))
 
@@ -103,7 +106,7 @@ def nonnegative(x, name: str) -> float:
         v = float(x)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a real number >= 0, got {x!r}") from None
-    if not np.isfinite(v) or v < 0:
+    if not math.isfinite(v) or v < 0:
         raise ValueError(f"{name} must be a finite real number >= 0, got {x!r}")
     return v
 
@@ -114,7 +117,7 @@ def positive(x, name: str) -> float:
         v = float(x)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a real number > 0, got {x!r}") from None
-    if not np.isfinite(v) or v <= 0:
+    if not math.isfinite(v) or v <= 0:
         raise ValueError(f"{name} must be a finite real number > 0, got {x!r}")
     return v
 
@@ -134,11 +137,3 @@ def finite_result(where: str, **arrays) -> None:
     for key, val in arrays.items():
         if not np.all(np.isfinite(val)):
             raise FloatingPointError(f"non-finite {key} in {where}")
-
-
-def column_spread(theta, name: str = "theta", axis: int = 0, limit: float = 1e4) -> None:
-    """Within a column of scores, ``max - min`` must stay below ``limit`` (quadrature nodes ~ spread)."""
-    arr = np.asarray(theta)
-    spread = np.max(np.ptp(arr, axis=axis)) if arr.size else 0.0
-    if not spread <= limit:
-        raise ValueError(f"{name} entries of one column must differ by at most {limit:g}, got a spread of {spread:g}")

@@ -25,6 +25,11 @@ class Packing:
                       for b in self.names}
         self.lr = np.concatenate([np.full(int(self.masks[b].sum()), lrs[b]) for b in self.names])
 
+    def flat_mask(self, state: dict) -> np.ndarray:
+        """Which entries of the concatenated, flattened blocks (all of them, in state order) move."""
+        return np.concatenate([self.masks[b].ravel() if b in self.masks else np.zeros(state[b].size, bool)
+                               for b in state])
+
     def pack(self, blocks: dict) -> np.ndarray:
         return np.concatenate([np.asarray(blocks[b])[self.masks[b]] for b in self.names])
 
@@ -37,10 +42,13 @@ class Packing:
         return into
 
 
-def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, levels=(), eps=None, progress=None):
+def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, levels=(), eps=None, progress=None,
+             integrator="LSODA"):
     """Integrate the flow to ``t = steps``, recording at ``save_at``; returns ``(state, times, extra)``.
 
-    ``eps``: stop at the first time every gap is ``<= eps`` (an integrator event).
+    ``eps``: stop at the first time every gap is ``<= eps`` (an integrator event).  ``integrator``:
+    a :func:`scipy.integrate.solve_ivp` method; it gets the model's exact Jacobian
+    (:meth:`Model.hessian`) when the model has one, instead of finite differences.
     ``extra['first_below']``: for every part and level, the first time its gap falls to the
     level (NaN if never), located on the dense output.
     """
@@ -61,6 +69,16 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
             reached[0] = t
         return -pk.lr * pk.pack(d)
 
+    flat = pk.flat_mask(state)
+    names = list(state)
+    order = [names.index(b) for b in pk.names]
+
+    def jac(t, y):
+        H = model.hessian(pk.unpack(y, work))
+        return -pk.lr[:, None] * H[np.ix_(flat, flat)]
+
+    has_jac = model.hessian(work) is not None and order == sorted(order)
+
     def gap_at(y):
         return model.loss_grad(pk.unpack(y, work)).gap
 
@@ -72,13 +90,13 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
         stop.terminal, stop.direction = True, -1
         events = [stop]
     t_eval = np.asarray(save_at, dtype=np.float64)
-    sol = solve_ivp(rhs, (0.0, float(steps)), pk.pack(state), method="LSODA", t_eval=t_eval, rtol=rtol, atol=atol,
-                    dense_output=bool(len(levels)), events=events)
+    sol = solve_ivp(rhs, (0.0, float(steps)), pk.pack(state), method=integrator, t_eval=t_eval, rtol=rtol, atol=atol,
+                    dense_output=bool(len(levels)), events=events, **({"jac": jac} if has_jac else {}))
     if sol.status < 0:
         raise RuntimeError(f"gradient flow failed: {sol.message}")
     times = list(sol.t)
     ys = [sol.y[:, i] for i in range(sol.t.size)]
-    extra = {"rhs_evaluations": int(sol.nfev)}
+    extra = {"rhs_evaluations": int(sol.nfev), "jacobian_evaluations": int(sol.njev)}
     if eps is not None and sol.status == 1 and sol.t_events[0].size:
         times.append(float(sol.t_events[0][0]))
         ys.append(sol.y_events[0][0])

@@ -29,6 +29,10 @@ FLOW_RTOL = positive_float("flow_rtol", 1e-8, "relative tolerance of the gradien
                            methods=("flow",))
 FLOW_ATOL = positive_float("flow_atol", 1e-12, "absolute tolerance of the gradient-flow integrator",
                            methods=("flow",))
+FLOW_INTEGRATOR = Param("flow_integrator", "str", "LSODA", "scipy solve_ivp method of the gradient flow (BDF and "
+                        "Radau use the model's exact Jacobian where it has one; LSODA was fastest for Huang's "
+                        "reduced flow: benchmarks/RESULTS.md)", choices=("LSODA", "BDF", "Radau", "RK45", "DOP853"),
+                        methods=("flow",))
 BATCH = positive_int("batch", 256, "prompts per Monte Carlo training step", methods=("mc",))
 REPLICAS = positive_int("replicas", 1, "independent Monte Carlo trainings (seeds spawned from seed)",
                         methods=("mc",))
@@ -41,7 +45,7 @@ N_EVAL = Param("n_eval", "int", 500, "held-out evaluation prompts per snapshot (
 PARAMS = {
     "gd": ParamSet([STEPS, SNAPSHOTS, EPS, LEVELS, PATIENCE, CHECKPOINT_EVERY, OPTIMIZER, ADAM_BETA1, ADAM_BETA2,
                     ADAM_EPS]),
-    "flow": ParamSet([STEPS, SNAPSHOTS, EPS, LEVELS, FLOW_RTOL, FLOW_ATOL]),
+    "flow": ParamSet([STEPS, SNAPSHOTS, EPS, LEVELS, FLOW_RTOL, FLOW_ATOL, FLOW_INTEGRATOR]),
     "mc": ParamSet([STEPS, SNAPSHOTS, CHECKPOINT_EVERY, OPTIMIZER, ADAM_BETA1, ADAM_BETA2, ADAM_EPS, BATCH,
                     REPLICAS, TRAIN_SET, N_EVAL]),
 }

@@ -100,7 +100,17 @@ class ClassStructure:
         return np.repeat(self.probs, self.sizes)
 
     def column_tables(self):
-        """``(p_col, m_col)``, each (F, F + 1): per-feature probability and size of each column class."""
+        """``(p_col, m_col)``, each (F, F + 1): per-feature probability and size of each column class
+        (computed once per structure; read-only arrays)."""
+        cached = self.__dict__.get("_tables")
+        if cached is None:
+            cached = self._make_tables()
+            for a in cached:
+                a.setflags(write=False)
+            self.__dict__["_tables"] = cached  # a frozen dataclass: its fields never change
+        return cached
+
+    def _make_tables(self):
         F = self.F
         p_col = np.empty((F, F + 1))
         m_col = np.empty((F, F + 1))

@@ -9,16 +9,100 @@ about 1e-13 of ``grad_scale`` (the sum of the magnitudes of its positive and neg
 """
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from dynamics.core import validate
+from dynamics.core.jit import jit
 from dynamics.models.huang2024.classes import ClassStructure
 from dynamics.models.huang2024.jacobian import reduced_jacobian
-from dynamics.models.huang2024.quadrature import (DEFAULT_H, N_PARTS, general_kernel, general_terms, reduced_terms,
-                                                  tail_weights)
+from dynamics.models.huang2024.quadrature import (DEFAULT_H, MAX_SPREAD, N_PARTS, general_kernel, general_terms,
+                                                  reduced_terms, tail_weights)
+
+
+@functools.lru_cache(maxsize=16)
+def _tail_weights(h: float) -> np.ndarray:
+    """:func:`.quadrature.tail_weights`, computed once per step ``h`` (a read-only array)."""
+    wt = tail_weights(h)
+    wt.setflags(write=False)
+    return wt
+
+
+@jit
+def _scan(cols, occurs):
+    """``(all finite, largest spread of the entries that occur within a row)`` in one pass."""
+    finite = True
+    spread = 0.0
+    for r in range(cols.shape[0]):
+        lo, hi = np.inf, -np.inf
+        for j in range(cols.shape[1]):
+            x = cols[r, j]
+            if not np.isfinite(x):
+                finite = False
+            if occurs[r, j]:
+                lo = min(lo, x)
+                hi = max(hi, x)
+        if hi >= lo:
+            spread = max(spread, hi - lo)
+    return finite, spread
+
+
+@jit
+def _assemble(gp, gn, parts, sizes, probs):
+    """``(L, grad, scale, parts by row, L_f)`` from the kernel's same-signed parts (one call)."""
+    rows = np.ascontiguousarray(parts.T)  # L_present, L_absent, 1 - E[Attn_k], (1 - p_k)^N
+    L_f = rows[0] + rows[1]
+    L = 0.0
+    for f in range(L_f.shape[0]):
+        L += sizes[f] * (probs[f] * L_f[f])
+    return L, gp - gn, gp + gn, rows, L_f
+
+
+@jit
+def _finite(a, b, c):
+    return np.all(np.isfinite(a)) and np.all(np.isfinite(b)) and np.all(np.isfinite(c))
+
+
+def _spread_check(cols, occurs, name):
+    """Within each column, the spread of the scores of features that occur (``p > 0``) must stay
+    within :data:`.quadrature.MAX_SPREAD`: the value exists at any spread, but where a feature
+    may be absent from the prompt the quadrature needs ~ spread / h nodes (about 1 us per unit of
+    spread here), so beyond it one evaluation would take seconds."""
+    if occurs.shape != cols.shape:
+        occurs = np.ascontiguousarray(np.broadcast_to(occurs, cols.shape))
+    finite, spread = _scan(cols, occurs)
+    if not finite:
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    if not spread <= MAX_SPREAD:
+        raise ValueError(f"{name} scores of the features that occur (p > 0) must differ by at most {MAX_SPREAD:g} "
+                         f"within a column (the quadrature's node count grows with the spread); got {spread:g}")
+
+
+def _general_inputs(theta, p, N, sigma2, h):
+    p = validate.probabilities(p)
+    K = p.shape[0]
+    theta = validate.square_theta(theta, K)
+    _spread_check(np.ascontiguousarray(theta.T), (p > 0)[None, :], "theta")
+    return theta, p, validate.prompt_length(N), validate.nonnegative(sigma2, "sigma2"), validate.positive(h, "h")
+
+
+def _reduced_inputs(coords, structure, N, sigma2, h):
+    if not isinstance(structure, ClassStructure):
+        raise ValueError("structure must be a dynamics.ClassStructure")
+    coords = np.ascontiguousarray(coords, dtype=np.float64)
+    if coords.shape != (structure.F, structure.F + 1):
+        raise ValueError(f"coords must have shape (F, F + 1) = ({structure.F}, {structure.F + 1}), got {coords.shape}")
+    p_col, m_col = structure.column_tables()
+    occurs = structure.__dict__.get("_occurs")
+    if occurs is None:
+        occurs = structure.__dict__["_occurs"] = (m_col > 0) & (p_col > 0)
+    _spread_check(coords, occurs, "coords")
+    return (coords, p_col, m_col, validate.prompt_length(N), validate.nonnegative(sigma2, "sigma2"),
+            validate.positive(h, "h"))
 
 
 def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):
@@ -51,13 +135,8 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
         ``L_k = 1/2 E[(yhat - <w, x_q>)^2 | x_q = v_k]``.
     attn : array (K, K), only with ``return_attention``.
     """
-    p = validate.probabilities(p)
+    theta, p, N, sigma2, h = _general_inputs(theta, p, N, sigma2, h)
     K = p.shape[0]
-    theta = validate.square_theta(theta, K)
-    validate.column_spread(theta, "theta", axis=0)
-    N = validate.prompt_length(N)
-    sigma2 = validate.nonnegative(sigma2, "sigma2")
-    h = validate.positive(h, "h")
     grad = np.empty((K, K))
     L_k = np.empty(K)
     attn = np.empty((K, K))
@@ -111,13 +190,8 @@ def population_terms(theta, p, N, sigma2=0.0, *, h=DEFAULT_H) -> PopulationTerms
 
     Same arguments and checks; see :class:`PopulationTerms`.
     """
-    p = validate.probabilities(p)
+    theta, p, N, sigma2, h = _general_inputs(theta, p, N, sigma2, h)
     K = p.shape[0]
-    theta = validate.square_theta(theta, K)
-    validate.column_spread(theta, "theta", axis=0)
-    N = validate.prompt_length(N)
-    sigma2 = validate.nonnegative(sigma2, "sigma2")
-    h = validate.positive(h, "h")
     gp, gn, attn = np.empty((K, K)), np.empty((K, K)), np.empty((K, K))
     parts = np.empty((K, N_PARTS))
     general_terms(theta, p, N, sigma2, h, gp, gn, attn, parts, -1, True)
@@ -128,9 +202,9 @@ def population_terms(theta, p, N, sigma2=0.0, *, h=DEFAULT_H) -> PopulationTerms
                            parts[:, 2].copy(), parts[:, 3].copy())
 
 
-@dataclass(frozen=True)
-class ReducedEvaluation:
-    """The exact population quantities on reduced coordinates (see :mod:`dynamics.classes`).
+class ReducedEvaluation(NamedTuple):
+    """The exact population quantities on reduced coordinates (see :mod:`.classes`); a named
+    tuple (cheap to make: the flow builds one per right-hand-side evaluation).
 
     Attributes
     ----------
@@ -171,23 +245,15 @@ def reduced_loss_grad(coords, structure: ClassStructure, N, sigma2=0.0, *, h=DEF
     Cost O(F^2 x quadrature nodes), independent of K and N, so K = 10^6 and N = 10^9 cost the
     same as K = 10.  ``coords[f, 0] = A_k``, ``coords[f, 1 + g] = B_{k,n}`` (n in class g).
     """
-    if not isinstance(structure, ClassStructure):
-        raise ValueError("structure must be a dynamics.ClassStructure")
-    coords = structure.check_coords(coords)
-    validate.column_spread(coords, "coords", axis=1)
-    N = validate.prompt_length(N)
-    sigma2 = validate.nonnegative(sigma2, "sigma2")
-    h = validate.positive(h, "h")
-    p_col, m_col = structure.column_tables()
+    coords, p_col, m_col, N, sigma2, h = _reduced_inputs(coords, structure, N, sigma2, h)
     F = structure.F
     gp, gn, attn = np.empty((F, F + 1)), np.empty((F, F + 1)), np.empty((F, F + 1))
     parts = np.empty((F, N_PARTS))
-    reduced_terms(coords, p_col, m_col, N, sigma2, h, tail_weights(h), gp, gn, attn, parts)
-    validate.finite_result("reduced_loss_grad", parts=parts, grad_pos=gp, grad_neg=gn)
-    L_present, L_absent = parts[:, 0].copy(), parts[:, 1].copy()
-    L_f = L_present + L_absent
-    L = float(np.sum(structure.sizes * structure.probs * L_f))
-    return ReducedEvaluation(L, gp - gn, L_f, attn, gp + gn, L_present, L_absent, parts[:, 2].copy(), parts[:, 3].copy())
+    reduced_terms(coords, p_col, m_col, N, sigma2, h, _tail_weights(h), gp, gn, attn, parts)
+    if not _finite(parts, gp, gn):
+        validate.finite_result("reduced_loss_grad", parts=parts, grad_pos=gp, grad_neg=gn)
+    L, grad, scale, rows, L_f = _assemble(gp, gn, parts, structure.sizes, structure.probs)
+    return ReducedEvaluation(L, grad, L_f, attn, scale, rows[0], rows[1], rows[2], rows[3])
 
 
 @dataclass(frozen=True)
@@ -215,16 +281,9 @@ def reduced_grad_jacobian(coords, structure: ClassStructure, N, sigma2=0.0, *, h
     Same arguments and checks as :func:`reduced_loss_grad`.  Cost O(F^3 x nodes) per query
     class, independent of K and N.
     """
-    if not isinstance(structure, ClassStructure):
-        raise ValueError("structure must be a dynamics.ClassStructure")
-    coords = structure.check_coords(coords)
-    validate.column_spread(coords, "coords", axis=1)
-    N = validate.prompt_length(N)
-    sigma2 = validate.nonnegative(sigma2, "sigma2")
-    h = validate.positive(h, "h")
-    p_col, m_col = structure.column_tables()
+    coords, p_col, m_col, N, sigma2, h = _reduced_inputs(coords, structure, N, sigma2, h)
     F = structure.F
     jp, jn = np.empty((F, F + 1, F + 1)), np.empty((F, F + 1, F + 1))
-    reduced_jacobian(coords, p_col, m_col, N, sigma2, h, tail_weights(h), jp, jn)
+    reduced_jacobian(coords, p_col, m_col, N, sigma2, h, _tail_weights(h), jp, jn)
     validate.finite_result("reduced_grad_jacobian", jac_pos=jp, jac_neg=jn)
     return ReducedJacobian(jp - jn, jp + jn)

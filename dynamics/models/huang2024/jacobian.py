@@ -66,11 +66,10 @@ def column_jacobian(theta, p, mult, own, N, sigma2, h, wt, jac_pos, jac_neg):
     thmax = -np.inf
     thmin = np.inf
     for g in range(G):
-        if mult[g] > 0:
+        if mult[g] > 0 and p[g] > 0:  # features that never occur (p = 0) take no part, not even in the spread
             total += mult[g] * p[g]
             thmax = max(thmax, theta[g])
-            if p[g] > 0:
-                thmin = min(thmin, theta[g])
+            thmin = min(thmin, theta[g])
     if not (thmax - thmin <= MAX_SPREAD) or not (total > 0.0):
         jac_pos[:, :] = np.nan
         jac_neg[:, :] = np.nan

@@ -22,6 +22,7 @@ from dynamics.methods.gd import NONFINITE, OK, RISE_TOL, RISING, STOPPED
 from dynamics.models.huang2024 import mc_kernels as mc
 from dynamics.models.huang2024.classes import ClassStructure
 from dynamics.models.huang2024.engine import ReducedEvaluation
+from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
 from dynamics.models.huang2024.theory import optimum
 
@@ -189,6 +190,18 @@ class Huang2024(Model):
                        attn)
         validate.finite_result("the exact Huang gradient (reduced coordinates)", L_f=L_f, grad=grad)
         return ReducedEvaluation(float(self._weights @ L_f), grad, L_f, attn)
+
+    def hessian(self, state):
+        """``d grad / d coords`` (flattened ``(F (F + 1))^2``, block diagonal per query class) from
+        the exact Jacobian of :mod:`.jacobian`: the flow's integrator needs no finite differences."""
+        coords = np.ascontiguousarray(state["coords"], dtype=np.float64)
+        F, J = coords.shape
+        jp, jn = np.empty((F, J, J)), np.empty((F, J, J))
+        reduced_jacobian(coords, self._p_col, self._m_col, float(self.N), self.sigma2, self.h, self._wt, jp, jn)
+        H = np.zeros((F * J, F * J))
+        for f in range(F):
+            H[f * J:(f + 1) * J, f * J:(f + 1) * J] = jp[f] - jn[f]
+        return H
 
     def loss_grad(self, state):
         ev = self.evaluate(state["coords"])

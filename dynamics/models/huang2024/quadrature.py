@@ -79,7 +79,7 @@ U_FLUSH = 50.0
 from the rest of the integrals.  For those ``tZ >= t a_g >= U_FLUSH``, so what is dropped is at
 most ``Gamma(3, U_FLUSH) / 2 = 2.5e-19`` of each (positive) quantity.  It spares the tiny and
 subnormal products of ``q_g`` (slow on most CPUs) and the ``exp`` calls."""
-MAX_SPREAD = 1e4
+MAX_SPREAD = 1e7
 """Largest ``max theta - min theta`` within a column (the node count grows like spread / h)."""
 N_PARTS = 4
 """Entries of ``parts`` (:func:`column_terms`): ``E[ell_k; c_k >= 1]``, ``E[ell_k; c_k = 0]``,
@@ -243,11 +243,11 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     thmax = -np.inf
     thmin = np.inf
     for g in range(G):
-        if mult[g] > 0:
+        if mult[g] > 0 and p[g] > 0:  # features that never occur (p = 0) take no part, not even in the spread
             total += mult[g] * p[g]
             if theta[g] > thmax:
                 thmax = theta[g]
-            if p[g] > 0 and theta[g] < thmin:
+            if theta[g] < thmin:
                 thmin = theta[g]
     if not (thmax - thmin <= MAX_SPREAD) or not (total > 0.0):
         for g in range(G):
