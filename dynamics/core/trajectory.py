@@ -25,6 +25,7 @@ def snapshot_steps(steps: int, count: int = 200) -> np.ndarray:
     if steps <= 0:
         return np.zeros(1, dtype=np.int64)
     grid = np.unique(np.round(np.logspace(0, np.log10(steps), max(2, int(count)))).astype(np.int64))
+    grid = grid[grid < steps]  # logspace can round past the horizon when steps > 2^53
     return np.unique(np.concatenate([[0], grid, [steps]])).astype(np.int64)
 
 

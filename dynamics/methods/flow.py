@@ -89,7 +89,7 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
             return float(np.max(g) - eps) if g is not None else 1.0
         stop.terminal, stop.direction = True, -1
         events = [stop]
-    t_eval = np.asarray(save_at, dtype=np.float64)
+    t_eval = np.minimum(np.asarray(save_at, dtype=np.float64), float(steps))  # steps > 2^53 rounds as a float
     sol = solve_ivp(rhs, (0.0, float(steps)), pk.pack(state), method=integrator, t_eval=t_eval, rtol=rtol, atol=atol,
                     dense_output=bool(len(levels)), events=events, **({"jac": jac} if has_jac else {}))
     if sol.status < 0:

@@ -238,8 +238,9 @@ def scaling(out, quick=False, workers=None, processes=None):
 
     os.makedirs(out, exist_ok=True)
     processes = (not quick) if processes is None else processes
-    Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000]
-    eps = [1e-2, 1e-3, 1e-4] if quick else [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6]
+    Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000,
+                                                1_000_000]
+    eps = [1e-2, 1e-3, 1e-4] if quick else [float(f"{m}e-{j}") for j in range(2, 11) for m in (3, 1)][1:]
     spec = dict(model="huang2024", name="scaling",
                 fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=400 if quick else 1200),
                 derived=dict(N="K**2", steps=f"ceil(20 * K**2 * log(K) + 100 * K / {min(eps)!r})"),
