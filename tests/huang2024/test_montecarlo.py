@@ -54,8 +54,8 @@ def configs(draw):
     return K, d, N, w / w.sum(), theta, sigma2, task, seed
 
 
-# 1e5 prompts cost ~50 ms; with N >= 2 a batch has >= 2e5 tokens and runs in the
-# parallel kernel, with N = 1 in the serial one, so both are exercised.
+# 1e5 prompts cost ~50 ms; with N >= 9 a batch has >= 1e6 tokens and runs in the parallel
+# kernel, with smaller N in the serial one, so both are exercised.
 B_GRAD = 100_000
 N_EVAL = 20_000  # evaluation prompts per query feature for L_k
 Z_TOL = 5.0  # standard errors.  Per entry a Gaussian exceeds 5 SE with prob 5.7e-7; with
