@@ -85,9 +85,11 @@ if _PackageHashLocator not in caching.CacheImpl._locator_classes:
 def jit(*args, parallel: bool = False, **kwargs):
     """``numba.njit`` with the project's cache policy (float64 code, no fastmath).
 
-    Use as ``@jit`` or ``@jit(parallel=True)``.
+    Kernels release the GIL (``nogil=True``): a compiled loop running in a worker thread never
+    keeps the main thread from handling Ctrl-C or from serving other threads (sweeps with
+    ``--threads``).  Use as ``@jit`` or ``@jit(parallel=True)``.
     """
-    opts = dict(cache=cache_enabled(), parallel=parallel, fastmath=False, error_model="numpy")
+    opts = dict(cache=cache_enabled(), parallel=parallel, fastmath=False, error_model="numpy", nogil=True)
     opts.update(kwargs)
     if args and callable(args[0]) and len(args) == 1:
         args[0]._icl_dynamics_jit = True
