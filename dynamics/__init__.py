@@ -1,22 +1,28 @@
-"""icl-dynamics: exact training dynamics of one-layer softmax attention learning linear
-functions in context (Huang, Cheng, Liang, "In-Context Convergence of Transformers", ICML 2024).
+"""icl-dynamics: how small transformers learn in context, simulated exactly where the population
+loss has a closed form and by careful Monte Carlo where it has none.
 
-The contract is ``MODEL.md``; public entry points:
+Systems (``dynamics.models``): ``huang2024`` (Huang, Cheng, Liang, ICML 2024: one-layer softmax
+attention learning linear functions, exact on reduced coordinates) and the models registered
+beside it.  Front ends: :func:`dynamics.simulate.simulate` (``python -m dynamics.simulate``),
+``dynamics.crosscheck``, ``dynamics.reproduce``, ``dynamics.sweep``.  ``docs/ARCHITECTURE.md``
+describes the layout and the model contract (:mod:`dynamics.core.contract`).
 
-- :func:`population_loss_grad` -- the paper's population loss ``L(Q)``, its gradient in the
-  coordinates ``theta[n, k] = v_n^T Q v_k`` (``A_k = theta[k, k]``, ``B_{k,n} = theta[n, k]``),
-  and the per-feature prediction errors ``L_k`` (MODEL.md sections 2-3).
+Shortcuts to the exact engine of Huang, Cheng, Liang (MODEL.md sections 2-3):
+
+- :func:`population_loss_grad` -- the population loss ``L``, its gradient in the coordinates
+  ``theta[n, k] = v_n^T Q v_k`` (``A_k = theta[k, k]``, ``B_{k,n} = theta[n, k]``) and ``L_k``;
 - :func:`reduced_loss_grad` and :class:`ClassStructure` -- the same on symmetry classes.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _LAZY = {
     "population_loss_grad": "dynamics.models.huang2024.engine",
     "reduced_loss_grad": "dynamics.models.huang2024.engine",
     "ClassStructure": "dynamics.models.huang2024.classes",
     "population_loss_grad_bruteforce": "dynamics.models.huang2024.bruteforce",
+    "simulate": "dynamics.simulate",
 }
 
 

@@ -1,476 +1,93 @@
-"""Reproduce the claims of Huang, Cheng, Liang (ICML 2024) from exact dynamics, one command each.
+"""Reproduce the papers' claims, one command per figure: ``python -m dynamics.reproduce NAME``.
 
-``python -m dynamics.reproduce NAME [--out DIR] [--quick]`` writes figures (PNG) and tables
-(markdown and CSV) into ``DIR`` (default ``runs/reproduce/NAME``); ``--quick`` uses smaller
-sizes (seconds, for tests).  Targets (``docs/REPRODUCE.md`` shows the figures):
-
-- ``stagewise``: ``L_k`` against iterations, balanced and imbalanced (the paper's stage-wise
-  convergence: the dominant feature converges first, ``L_k^*`` dashed).
-- ``attention``: the expected attention map ``E[Attn_n | x_q = v_k]`` at several iterations
-  (attention concentration, ``(1 - Attn_k)^2 <= O(eps)``).
-- ``phases``: the balanced two phases and an under-represented feature's four phases
-  (:mod:`dynamics.models.huang2024.phases`), shaded over ``A_k``, ``B_{k,1}``, ``B_{k,n}`` and ``Attn_k``.
-- ``scaling``: ``T_1(eps)`` and ``T_k(K, eps)`` from ``K = 10`` to ``10^5`` with ``N = K^2``
-  (gradient flow, via the sweep runner :mod:`dynamics.sweep`), fitted exponents beside the
-  theorem's ``T_1 = O(log(eps^-1/2) / (eta eps))`` and
-  ``T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta))``.
-- ``empirical``: full-batch GD on a fixed training set of prompts (Monte Carlo, the paper's
-  experimental protocol) against the exact population dynamics.
-
-Every target returns a dict of the numbers its tables show (the tests check them).
+Every model registers its targets (``Model.reproduce_targets``: name -> ``"module:function"``);
+this front end finds them, runs one (or ``all``, or ``all --model NAME``), writes the target's
+PNG figures and CSV/markdown tables into ``--out`` (default ``runs/reproduce/NAME``) with a
+``timing.json``, and prints the tables.  ``--quick`` uses reduced sizes (seconds each) and is
+what the tests run; ``--workers`` sets the Dask workers of targets that sweep.  Bad input exits
+2 with one line, before anything runs.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import io
+import importlib
 import os
 import sys
 import time
 
-import numpy as np
-
-from dynamics.models.huang2024.figures import _save, plt
-from dynamics.core.atomic import atomic_write_bytes, atomic_write_json
-
-TARGETS = ("stagewise", "attention", "phases", "scaling", "empirical")
+from dynamics import models
+from dynamics.core.errors import UsageError
 
 
-# --------------------------------------------------------------------------- helpers
-def write_table(base, header, rows, title=None):
-    """Write ``base.csv`` and ``base.md`` (atomically); returns the markdown text."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([header] + [[_fmt(x) for x in r] for r in rows])
-    atomic_write_bytes(base + ".csv", buf.getvalue().encode())
-    md = ([f"**{title}**", ""] if title else []) + ["| " + " | ".join(header) + " |",
-                                                    "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(_fmt(x) for x in r) + " |" for r in rows]
-    text = "\n".join(md) + "\n"
-    atomic_write_bytes(base + ".md", text.encode())
-    return text
+def targets(model: str | None = None) -> dict:
+    """``{target: (model name, "module:function")}`` over the registered models (or one)."""
+    out = {}
+    for name in ([model] if model else models.names()):
+        for target, where in models.get(name).reproduce_targets.items():
+            out[target] = (name, where)
+    return out
 
 
-def _fmt(x):
-    if isinstance(x, (float, np.floating)):
-        if not np.isfinite(x):
-            return "nan" if np.isnan(x) else str(x)
-        return f"{x:.4g}"
-    return str(x)
-
-
-def loglog_slope(x, y):
-    """Least-squares slope of ``log y`` on ``log x`` (finite, positive pairs only)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2:
-        return np.nan
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
-
-
-def theorem_T1(eps, eta=1.0):
-    """The shape of the paper's bound ``T_1 = O(log(eps^-1/2) / (eta eps))`` (constant 1)."""
-    eps = np.asarray(eps, dtype=np.float64)
-    return np.log(eps ** -0.5) / (eta * eps)
-
-
-def theorem_Tk(K, eps, eta=1.0):
-    """The shape of the paper's bound ``T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta))``."""
-    K, eps = np.asarray(K, dtype=np.float64), np.asarray(eps, dtype=np.float64)
-    return K ** 2 * np.log(K) / eta + K * np.log(K * eps ** -0.5) / (eps * eta)
-
-
-def _run(preset, K, N, steps, method="gd", snapshots=400, **kw):
-    from dynamics.simulate import simulate
-
-    return simulate(K=K, N=N, preset=preset, p1=0.5, eta=1.0, steps=steps, method=method, snapshots=snapshots,
-                    **({"flow_rtol": 1e-8, "flow_atol": 1e-12} if method == "flow" else {}), **kw)
-
-
-def _out(out, name):
-    path = out or os.path.join("runs", "reproduce", name)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-# --------------------------------------------------------------------------- stagewise
-def stagewise(out=None, quick=False):
-    """Stage-wise convergence (paper's Theorem on ``T_1``, ``T_k``; MODEL.md section 4): ``L_k``
-    against GD iterations for balanced and imbalanced features, ``L_k^*`` dashed."""
-    out = _out(out, "stagewise")
-    steps = 20_000 if quick else 100_000
-    big_K = 100 if quick else 1000
-    runs = [("balanced", "balanced K=10, N=100 (GD)", _run("balanced", 10, 100, steps)),
-            ("imbalanced", "imbalanced K=10, N=100 (GD)", _run("imbalanced", 10, 100, steps)),
-            ("imbalanced", f"imbalanced K={big_K}, N=K^2 (flow)",
-             _run("imbalanced", big_K, big_K ** 2, int(30 * big_K ** 2 * np.log(big_K)), "flow"))]
-    eps_list = (1e-2, 1e-3) if quick else (1e-2, 1e-3, 1e-4)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    rows, numbers = [], {"runs": []}
-    for ax, (preset, title, res) in zip(axes, runs):
-        keep = res.t > 0
-        for f, name in enumerate(res.structure.names):
-            line, = ax.loglog(res.t[keep], res.L_f[keep, f], lw=2,
-                              label=f"query '{name}' (p_k={res.structure.probs[f]:.3g})")
-            ymin = np.nanmin(res.L_f[keep]) / 10
-            if res.L_star[f] > ymin:
-                ax.axhline(res.L_star[f], ls="--", lw=1, color=line.get_color())
-            else:
-                ax.annotate(f"$L_k^*$ = {res.L_star[f]:.1e} (below axis)", xy=(0.02, 0.04 + 0.07 * f),
-                            xycoords="axes fraction", fontsize=7, color=line.get_color())
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("GD iteration t")
-        ax.set_ylabel("$L_k$ (dashed: $L_k^*$)")
-        ax.legend(fontsize=8, loc="lower left" if preset == "balanced" else "center left")
-        T = np.array([res.first_time_below(e) for e in eps_list])  # (eps, F)
-        numbers["runs"].append(dict(title=title, names=res.structure.names, T=T, L_star=res.L_star,
-                                    L_f=res.L_f, t=res.t))
-        for f, name in enumerate(res.structure.names):
-            rows.append([title, name, res.structure.probs[f], res.L_star[f], *T[:, f]])
-    fig.suptitle("Stage-wise convergence: prediction error $L_k$ per query class", fontsize=11)
-    _save(fig, os.path.join(out, "stagewise.png"))
-    numbers["table"] = write_table(os.path.join(out, "stagewise"),
-                                   ["setting", "query class", "p_k", "L_k^*"] + [f"T(eps={e:g})" for e in eps_list],
-                                   rows, "First GD iteration with L_k - L_k^* <= eps")
-    numbers["eps"] = eps_list
-    return numbers
-
-
-# --------------------------------------------------------------------------- attention
-def attention(out=None, quick=False):
-    """Attention concentration (paper's attention theorem, ``(1 - Attn_k)^2 <= O(eps)``): the
-    expected attention map ``E[Attn_n | x_q = v_k]`` at several iterations."""
-    out = _out(out, "attention")
-    steps = 20_000 if quick else 100_000
-    iters = [0, 10, 100, 1000, 10_000] + ([] if quick else [100_000])
-    K = 10
-    runs = [("balanced", _run("balanced", K, 100, steps, record_steps=iters + [steps])),
-            ("imbalanced", _run("imbalanced", K, 100, steps, record_steps=iters + [steps]))]
-    fig, axes = plt.subplots(2, len(iters), figsize=(2.6 * len(iters), 5.4), squeeze=False)
-    rows, numbers = [], {"iters": iters, "maps": {}, "runs": {}}
-    for r, (preset, res) in enumerate(runs):
-        maps = []
-        for c, it in enumerate(iters):
-            i = int(np.flatnonzero(res.t == it)[0])
-            m = res.attention_map(i)
-            maps.append(m)
-            im = axes[r, c].imshow(m, vmin=0, vmax=1, cmap="viridis")
-            axes[r, c].set_title(f"{preset}, t = {it:g}", fontsize=8)
-            axes[r, c].set_xticks([0, K - 1], ["1", str(K)])
-            axes[r, c].set_yticks([0, K - 1], ["1", str(K)])
-            if c == 0:
-                axes[r, c].set_ylabel("query feature k")
-            if r == 1:
-                axes[r, c].set_xlabel("key feature n")
-            for f, name in enumerate(res.structure.names):
-                rows.append([preset, it, name, res.attn[i, f, 0], (1 - res.attn[i, f, 0]) ** 2,
-                             res.L_f[i, f] - res.L_star[f]])
-        numbers["maps"][preset] = np.array(maps)
-        numbers["runs"][preset] = res
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label="E[Attn_n | x_q = v_k]")
-    fig.suptitle("Expected attention map (rows: query feature k, columns: key feature n; feature 1 dominant "
-                 "in the imbalanced case)", fontsize=10)
-    _save(fig, os.path.join(out, "attention.png"))
-    numbers["table"] = write_table(os.path.join(out, "attention"),
-                                   ["setting", "t", "query class", "E[Attn_k]", "(1 - E[Attn_k])^2", "L_k - L_k^*"],
-                                   rows, "Attention on the query's own feature")
-    return numbers
-
-
-# --------------------------------------------------------------------------- phases
-_BAND_COLORS = ("#e8eef7", "#fbeede", "#e6f2e6", "#f6e6f0")
-
-
-def _shade(ax, ph, tmin):
-    for j, (a, b, name) in enumerate(ph.bands()):
-        lo = max(a, tmin)
-        if b <= lo:
-            continue
-        ax.axvspan(lo, b, color=_BAND_COLORS[j % 4], zorder=0)
-        ax.text(np.sqrt(lo * b), 0.97, name, transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=9,
-                fontweight="bold")
-
-
-def phases(out=None, quick=False, workers=None, processes=True):
-    """The paper's training phases (:mod:`dynamics.models.huang2024.phases`): balanced two phases, an
-    under-represented feature's four phases; transition-time tables."""
-    from dynamics.models.huang2024.phases import all_phases, detect_phases
-    from dynamics.sweep import load_sweep, run_sweep
-
-    out = _out(out, "phases")
-    eps = 1e-3
-    steps = 20_000
-    bal = _run("balanced", 10, 100, steps, snapshots=2000)
-    imb = _run("imbalanced", 10, 100, steps, snapshots=2000)
-    ph_bal = detect_phases(bal, 0, eps=eps)
-    ph_dom, ph_rare = all_phases(imb, eps=eps)
-    fig, axes = plt.subplots(3, 2, figsize=(12, 10), sharex="col")
-    for c, (res, ph, f, title) in enumerate([(bal, ph_bal, 0, "balanced K=10, N=100: query k"),
-                                             (imb, ph_rare, 1, "imbalanced K=10, N=100: under-represented query k")]):
-        keep = res.t > 0
-        t = res.t[keep]
-        ax = axes[0, c]
-        ax.semilogx(t, res.coords[keep, f, 0], lw=2, label="$A_k$")
-        if res.structure.F == 2:
-            ax.semilogx(t, res.coords[keep, f, 1], label="$B_{k,1}$ (dominant feature)")
-        ax.semilogx(t, res.coords[keep, f, 1 + f], label="$B_{k,n}$ (n another rare feature)" if f else "$B_{k,n}$")
-        ax.set_title(title, fontsize=10)
-        ax.set_ylabel("bilinear attention weight")
-        ax.legend(fontsize=8, loc="upper left")
-        ax = axes[1, c]
-        ax.semilogx(t, res.attn[keep, f, 0], lw=2, label="E[Attn_k]")
-        if res.structure.F == 2:
-            ax.semilogx(t, res.attn[keep, f, 1], label="E[Attn_1] (dominant)")
-        ax.semilogx(t, res.attn[keep, f, 1 + f], label="E[Attn_n] (one other feature)")
-        ax.set_ylabel("expected attention")
-        ax.legend(fontsize=8, loc="center left")
-        ax = axes[2, c]  # zoom on B_{k,n} (its maximum ends phase I of a rare query) and the gap L_k - L_k^*
-        ax.semilogx(t, res.coords[keep, f, 1 + f], color="C2" if f else "C1", label="$B_{k,n}$ (zoom)" if f else "$B_{k,n}$")
-        if f:  # a rare query's B_{k,n} rises a little in phase I, then falls: zoom on its maximum
-            top = float(np.max(res.coords[keep, f, 1 + f]))
-            ax.set_ylim(-2.0 * top, 1.5 * top)
-        ax.set_ylabel("$B_{k,n}$")
-        ax.set_xlabel("GD iteration t")
-        tw = ax.twinx()
-        tw.loglog(t, res.L_f[keep, f] - res.L_star[f], color="k", lw=1, label="$L_k - L_k^*$ (right axis)")
-        tw.axhline(eps, color="k", ls=":", lw=1)
-        tw.set_ylabel("$L_k - L_k^*$ (dotted: eps)")
-        h1, l1 = ax.get_legend_handles_labels()
-        h2, l2 = tw.get_legend_handles_labels()
-        ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
-        for a in axes[:, c]:
-            _shade(a, ph, t[0])
-    fig.subplots_adjust(wspace=0.4)
-    fig.suptitle(f"Training phases (boundaries: dynamics.models.huang2024.phases, eps = {eps:g})", fontsize=11)
-    _save(fig, os.path.join(out, "phases.png"))
-    rows = []
-    for name, ph in (("balanced", ph_bal), ("imbalanced, dominant", ph_dom), ("imbalanced, under-represented", ph_rare)):
-        for j in range(ph.times.size):
-            rows.append([name, ph.names[j], ph.boundaries[j], ph.times[j], ph.brackets[j, 0]])
-    table = write_table(os.path.join(out, "phases"),
-                        ["setting", "phase ends", "boundary condition", "t (first snapshot)", "previous snapshot"],
-                        rows, "Phase transition times, K = 10, N = 100, eta = 1 (exact GD)")
-    # The same boundaries over K with N = K^2 (gradient flow, through the sweep runner).
-    Ks = [10, 30] if quick else [10, 30, 100, 300, 1000, 3000, 10_000]
-    spec = dict(model="softmax_icl", name="phases-over-K",
-                fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=1500,
-                           flow_rtol=1e-8, flow_atol=1e-12),
-                derived=dict(N="K**2", steps="ceil(20 * K**2 * log(K) + 1e5 * K)"),
-                sweep=dict(K=Ks), outputs=dict(phase_times=eps))
-    for preset in ("imbalanced", "balanced"):
-        spec["fixed"]["preset"] = preset
-        rep = run_sweep(spec, os.path.join(out, f"phases_over_K_{preset}.npz"), workers=workers, processes=processes)
-        if not rep.ok:
-            raise RuntimeError("phases sweep failed: " + "; ".join(rep.errors))
-    over_K_i = load_sweep(os.path.join(out, "phases_over_K_imbalanced.npz")).data["phase_times"]
-    over_K_b = load_sweep(os.path.join(out, "phases_over_K_balanced.npz")).data["phase_times"]
-    krows = [[K, *over_K_b[i, 0, :2], over_K_i[i, 0, 0], *over_K_i[i, 1, :4]] for i, K in enumerate(Ks)]
-    ktable = write_table(os.path.join(out, "phases_over_K"),
-                         ["K", "balanced tau1 (Attn_k>=1/2)", f"balanced tau2 (gap<={eps:g})",
-                          f"dominant T_1 (gap<={eps:g})", "rare tau1 (B_kn update<=0)", "rare tau2 (Attn_k>=Attn_1)",
-                          "rare tau3 (Attn_k>=1/2)", f"rare tau4 (gap<={eps:g})"], krows,
-                         "Phase boundaries over K, N = K^2 (gradient flow, 1500 log-spaced snapshots)")
-    return dict(balanced=ph_bal, dominant=ph_dom, rare=ph_rare, table=table, over_K=np.array(krows, dtype=float),
-                over_K_table=ktable, Ks=Ks)
-
-
-# --------------------------------------------------------------------------- scaling
-def scaling(out=None, quick=False, workers=None, processes=True):
-    """Convergence times against the paper's theorem: ``T_1(eps)`` and ``T_k(K, eps)`` with
-    ``N = K^2`` (gradient flow; time in GD steps, eta = 1), fitted log-log exponents."""
-    from dynamics.sweep import load_sweep, run_sweep
-
-    out = _out(out, "scaling")
-    Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000]
-    eps = [1e-2, 1e-3, 1e-4] if quick else [1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 3e-6, 1e-6]
-    spec = dict(model="softmax_icl", name="scaling",
-                fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=400 if quick else 1200,
-                           flow_rtol=1e-8, flow_atol=1e-12),
-                derived=dict(N="K**2", steps=f"ceil(20 * K**2 * log(K) + 100 * K / {min(eps)!r})"),
-                sweep=dict(K=Ks), outputs=dict(first_time_below=eps, final_gap=True))
-    t0 = time.perf_counter()
-    rep = run_sweep(spec, os.path.join(out, "scaling_sweep.npz"), workers=workers, processes=processes)
-    if not rep.ok:
-        raise RuntimeError("scaling sweep failed: " + "; ".join(rep.errors))
-    ds = load_sweep(rep.path)
-    T = ds.data["first_time_below"]  # (K, eps, class)
-    T1, Tk = T[:, :, 0], T[:, :, 1]
-    # GD cross-check at K = 10: exact GD against the flow (eta = 1).
-    gd_eps = eps[: 2] if quick else [e for e in eps if e >= 1e-4]
-    gd_spec = dict(model="softmax_icl", name="scaling-gd-check",
-                   fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="gd", snapshots=1200,
-                              steps=8000 if quick else 60_000),
-                   sweep=dict(K=[10]), derived=dict(N="K**2"), outputs=dict(first_time_below=gd_eps))
-    rep_gd = run_sweep(gd_spec, os.path.join(out, "scaling_gd_check.npz"), workers=workers, processes=processes)
-    T_gd = load_sweep(rep_gd.path).data["first_time_below"][0]  # (eps, class)
-    wall = time.perf_counter() - t0
-    eps_a = np.array(eps)
-    inv = 1.0 / eps_a
-    # Fits (diffrax-style order test): slopes of log T on log(1/eps) or log K.
-    b1 = loglog_slope(np.tile(inv, len(Ks)), T1.ravel())          # T_1 vs 1/eps, pooled over K
-    b1_thm = loglog_slope(inv, theorem_T1(eps_a))
-    c1 = [loglog_slope(Ks, T1[:, j]) for j in range(len(eps))]     # T_1 vs K (theorem: 0)
-    big = np.array(Ks) >= 1000
-    bK = [loglog_slope(np.array(Ks)[big], Tk[big, j]) for j in range(len(eps))]
-    bK_thm = [loglog_slope(np.array(Ks)[big], theorem_Tk(np.array(Ks)[big], e)) for e in eps]
-    small = eps_a <= 1e-3  # where the K log(K eps^-1/2) / eps term of the bound dominates at K = 10
-    be = loglog_slope(inv[small], Tk[0, small])                    # T_k vs 1/eps at the smallest K
-    be_thm = loglog_slope(inv[small], theorem_Tk(Ks[0], eps_a[small]))
-    # Figure.
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
-    ax = axes[0]
-    for i, K in enumerate(Ks):
-        ax.loglog(inv, T1[i], "o-", ms=3, lw=1, alpha=0.7, label=f"K={K}")
-    ref = theorem_T1(eps_a)
-    ax.loglog(inv, ref * np.nanmedian(T1[:, -1]) / ref[-1], "k--", lw=1.5, label="log(eps^-1/2)/eps (scaled)")
-    ax.set_xlabel("1/eps")
-    ax.set_ylabel("$T_1$ (GD iterations)")
-    ax.set_title(f"dominant feature: slope {b1:.3f} (bound's {b1_thm:.3f})", fontsize=10)
-    ax.legend(fontsize=6, ncol=2)
-    ax = axes[1]
-    for j, e in enumerate(eps):
-        if j % 2 == 0 or quick:
-            ax.loglog(Ks, Tk[:, j], "o-", ms=3, label=f"eps={e:g} (slope K>=1e3: {bK[j]:.2f})")
-    Kf = np.array(Ks, dtype=float)
-    ax.loglog(Kf, Kf ** 2 * np.log(Kf) * Tk[-1, 0] / (Kf[-1] ** 2 * np.log(Kf[-1])), "k--", lw=1.5,
-              label="K^2 log K (scaled)")
-    ax.set_xlabel("K (N = K^2)")
-    ax.set_ylabel("$T_k$ (GD iterations)")
-    ax.set_title("under-represented feature against K", fontsize=10)
-    ax.legend(fontsize=6)
-    ax = axes[2]
-    for i, K in enumerate(Ks):
-        if i % 2 == 0:
-            ax.loglog(inv, Tk[i], "o-", ms=3, label=f"K={K}")
-    ax.set_xlabel("1/eps")
-    ax.set_ylabel("$T_k$ (GD iterations)")
-    ax.set_title(f"under-represented against eps (K={Ks[0]}: slope {be:.2f}, bound's {be_thm:.2f})", fontsize=10)
-    ax.legend(fontsize=6)
-    fig.suptitle("Convergence times: first iteration with $L_k - L_k^* \\leq \\epsilon$ (gradient flow, eta = 1, "
-                 "p_1 = 1/2, N = K^2)", fontsize=11)
-    _save(fig, os.path.join(out, "scaling.png"))
-    # Tables.
-    rows = [[K, ds.derived["N"][i], *T1[i], *Tk[i]] for i, K in enumerate(Ks)]
-    t_table = write_table(os.path.join(out, "scaling_times"),
-                          ["K", "N"] + [f"T_1({e:g})" for e in eps] + [f"T_k({e:g})" for e in eps], rows,
-                          "First iteration with L_k - L_k^* <= eps (gradient flow, time in GD steps)")
-    frows = [["T_1 vs 1/eps (pooled over K)", b1, b1_thm, 1.0, "[0.85, 1.15]"]]
-    frows += [[f"T_1 vs K, eps={e:g}", c1[j], 0.0, 0.0, "[-0.1, 0.1]"] for j, e in enumerate(eps)]
-    frows += [[f"T_k vs K (K >= 1000), eps={e:g}", bK[j], bK_thm[j], 2.0, "[1.8, 2.3]" if e in (1e-2, 1e-3) else "-"]
-              for j, e in enumerate(eps)]
-    frows += [[f"T_k vs 1/eps (eps <= 1e-3), K={Ks[0]}", be, be_thm, 1.0, "[0.85, 1.2]"]]
-    f_table = write_table(os.path.join(out, "scaling_fits"),
-                          ["fit (log-log least squares)", "measured exponent", "bound's local slope (same grid)",
-                           "bound's leading power", "band (tests)"], frows,
-                          "Fitted exponents against the theorem's bounds")
-    g_rows = [[e, T_gd[j, 0], T[0, eps.index(e), 0], T_gd[j, 1], T[0, eps.index(e), 1]] for j, e in enumerate(gd_eps)]
-    g_table = write_table(os.path.join(out, "scaling_gd_check"),
-                          ["eps", "T_1 exact GD", "T_1 flow", "T_k exact GD", "T_k flow"], g_rows,
-                          "Exact GD against gradient flow, K = 10, N = 100")
-    return dict(Ks=Ks, eps=eps, T1=T1, Tk=Tk, T_gd=T_gd, gd_eps=gd_eps, b1=b1, b1_thm=b1_thm, c1=c1, bK=bK,
-                bK_thm=bK_thm, be=be, be_thm=be_thm, final_gap=ds.data["final_gap"], sweep_path=rep.path,
-                tables=t_table + "\n" + f_table + "\n" + g_table, wall_s=wall)
-
-
-# --------------------------------------------------------------------------- empirical
-def empirical(out=None, quick=False, seed=2024):
-    """The paper's experimental protocol against the exact population dynamics: full-batch GD on
-    a fixed training set of ``M`` prompts (:func:`dynamics.models.huang2024.montecarlo.train_mc`, ``mode =
-    "empirical"``; the paper uses ``M = 300``) compared with exact population GD (MODEL.md
-    sections 2-5): ``L_k`` (Monte Carlo estimate on fresh prompts) and ``A_k = theta[k, k]``."""
-    from dynamics.models.huang2024.montecarlo import train_mc
-    from dynamics.simulate import simulate
-
-    out = _out(out, "empirical")
-    K, N = 10, 100
-    steps = 1000 if quick else 20_000
-    Ms = (100, 1000) if quick else (300, 3000)
-    n_eval = 300 if quick else 2000
-    p = np.r_[0.5, np.full(K - 1, 0.5 / (K - 1))]
-    rec = np.unique(np.r_[0, np.round(np.logspace(0, np.log10(steps), 16 if quick else 25)).astype(np.int64)])
-    ex = simulate(K=K, N=N, preset="imbalanced", p1=0.5, eta=1.0, steps=steps, record_steps=rec)
-    mc = {M: train_mc(K, K, p, N, 1.0, steps, mode="empirical", M=M, record_at=rec, n_eval=n_eval,
-                      random_state=seed) for M in Ms}
-
-    def by_class(r):  # dominant = feature 0; the rest averaged over the K - 1 rare features
-        L = np.stack([r.L_k[:, 0], r.L_k[:, 1:].mean(1)], 1)
-        se = np.stack([r.L_k_se[:, 0], np.sqrt((r.L_k_se[:, 1:] ** 2).sum(1)) / (K - 1)], 1)
-        A = np.stack([r.A[:, 0], r.A[:, 1:].mean(1)], 1)
-        return L, se, A
-
-    cls = {M: by_class(mc[M]) for M in Ms}
-    dev = {M: np.max(np.abs(cls[M][2] - ex.coords[:, :, 0]), axis=0) for M in Ms}  # max_t |A_MC - A_exact|
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.3))
-    keep = rec > 0
-    for f, name in enumerate(("dominant", "rest")):
-        c = f"C{f}"
-        axes[0].loglog(rec[keep], ex.L_f[keep, f], color=c, lw=2, label=f"exact population GD, query '{name}'")
-        axes[1].semilogx(rec[keep], ex.coords[keep, f, 0], color=c, lw=2, label=f"exact $A_k$, '{name}'")
-        for m, M in zip(("o", "s"), Ms):
-            L, se, A = cls[M]
-            axes[0].errorbar(rec[keep], L[keep, f], yerr=2 * se[keep, f], fmt=m, ms=3, color=c, alpha=0.7,
-                             mfc="none" if M == Ms[0] else c, label=f"empirical GD, M={M} prompts")
-            axes[1].semilogx(rec[keep], A[keep, f], m, ms=3, color=c, alpha=0.7, mfc="none" if M == Ms[0] else c,
-                             label=f"M={M}")
-    axes[0].set_xlabel("GD iteration t")
-    axes[0].set_ylabel("$L_k$ (markers: estimate on fresh prompts, +-2 SE)")
-    axes[1].set_xlabel("GD iteration t")
-    axes[1].set_ylabel("$A_k$ (rest: mean over the rare features)")
-    for ax in axes:
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Empirical risk (fixed training set of M prompts, full-batch GD) against exact population GD: "
-                 f"K={K}, N={N}, eta=1, d=K", fontsize=10)
-    _save(fig, os.path.join(out, "empirical.png"))
-    rows = []
-    for i in sorted(set(np.flatnonzero(keep)[:: (3 if quick else 4)].tolist() + [rec.size - 1])):
-        row = [int(rec[i])]
-        for f in range(2):
-            row += [ex.L_f[i, f]] + [cls[M][0][i, f] for M in Ms] + [ex.coords[i, f, 0]] + [cls[M][2][i, f] for M in Ms]
-        rows.append(row)
-    head = ["t"]
-    for name in ("dom", "rare"):
-        head += [f"L_{name} exact"] + [f"L_{name} M={M}" for M in Ms] + [f"A_{name} exact"] + [f"A_{name} M={M}"
-                                                                                           for M in Ms]
-    table = write_table(os.path.join(out, "empirical"), head, rows,
-                        f"Exact population GD against empirical GD on M prompts (rare: mean over {K - 1} features)")
-    dtable = write_table(os.path.join(out, "empirical_deviation"), ["M", "max over t of abs(A_dom MC - exact)",
-                                                                    "max over t of abs(A_rare MC - exact)"],
-                         [[M, *dev[M]] for M in Ms], "Largest deviation of A_k from the exact trajectory")
-    return dict(rec=rec, exact=ex, classes=cls, dev=dev, Ms=Ms, table=table + "\n" + dtable)
-
-
-# --------------------------------------------------------------------------- CLI
-def run_target(name, out=None, quick=False, **kw):
-    """Run one target by name; returns its numbers."""
-    if name not in TARGETS:
-        raise ValueError(f"target must be one of {', '.join(TARGETS)}; got {name!r}")
-    fn = globals()[name]
-    if name not in ("phases", "scaling"):
-        kw = {}
-    return fn(out, quick, **kw)
+def run_target(name, out=None, quick=False, workers=None):
+    """Run one target by name into ``out``; returns the numbers its tables show."""
+    table = targets()
+    if name not in table:
+        raise UsageError(f"target must be one of {', '.join(table)} or all; got {name!r}")
+    module, fn = table[name][1].split(":")
+    folder = out or os.path.join("runs", "reproduce", name)
+    os.makedirs(folder, exist_ok=True)
+    return getattr(importlib.import_module(module), fn)(folder, quick=quick, workers=workers)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m dynamics.reproduce", description=__doc__.split("\n\n")[0])
-    ap.add_argument("name", help="|".join(TARGETS) + "|all")
-    ap.add_argument("--out", help="output folder (default runs/reproduce/NAME)")
-    ap.add_argument("--quick", action="store_true", help="small sizes (seconds)")
-    ap.add_argument("--workers", type=int, help="Dask workers for the sweeps (default: all cores)")
+    from dynamics.core.cli import guarded
+
+    return guarded(_main, argv)
+
+
+def _main(argv):
+    from dynamics.core.atomic import atomic_write_json
+    from dynamics.core.cli import ArgParser
+    from dynamics.core.params import Param
+    from dynamics.core.progress import enabled, progress
+    from dynamics.core.rundir import check_writable_dir
+
+    listing = "; ".join(f"{m}: {', '.join(t for t, (mm, _) in targets().items() if mm == m)}" for m in models.names())
+    ap = ArgParser(prog="python -m dynamics.reproduce", description=__doc__.split("\n\n")[0],
+                   epilog=f"targets -- {listing}")
+    ap.add_argument("name", help="a target, or all")
+    ap.add_argument("--model", choices=models.names(), help="with all: only this model's targets")
+    ap.add_argument("--out", help="output folder (default runs/reproduce/NAME; with all, one subfolder per target)")
+    ap.add_argument("--quick", action="store_true", help="reduced sizes: seconds per target (what the tests run)")
+    ap.add_argument("--workers", help="Dask workers for targets that sweep (default: all cores)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
-    names = TARGETS if args.name == "all" else (args.name,)
-    if args.name != "all" and args.name not in TARGETS:
-        print(f"error: target must be one of {', '.join(TARGETS)} or all; got {args.name!r}", file=sys.stderr)
-        return 2
-    for name in names:
-        t0 = time.perf_counter()
-        out = args.out if len(names) == 1 else (os.path.join(args.out, name) if args.out else None)
-        res = run_target(name, out, args.quick, workers=args.workers)
-        folder = _out(out, name)
-        atomic_write_json(os.path.join(folder, "timing.json"), {"target": name, "quick": args.quick,
-                                                                "wall_s": time.perf_counter() - t0})
-        print(f"{name}: wrote {folder} in {time.perf_counter() - t0:.1f} s")
-        for key in ("table", "over_K_table", "tables"):
-            if key in res:
-                print(res[key])
+    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1).coerce(args.workers)
+    table = targets(args.model)
+    if args.name == "all":
+        names = list(table)
+    elif args.name in table:
+        names = [args.name]
+    else:
+        raise UsageError(f"target must be one of {', '.join(table)} or all; got {args.name!r}")
+    if args.model and args.name != "all":
+        raise UsageError("--model selects the targets of all; give a target name or all, not both")
+    folders = {n: (args.out if len(names) == 1 and args.out else os.path.join(args.out or "runs/reproduce", n))
+               for n in names}
+    for folder in folders.values():
+        check_writable_dir(folder)
+    bar = progress(len(names), "reproduce", unit="target", show=enabled(args.quiet) and len(names) > 1)
+    with bar:
+        for name in names:
+            t0 = time.perf_counter()
+            res = run_target(name, folders[name], args.quick, workers)
+            wall = time.perf_counter() - t0
+            atomic_write_json(os.path.join(folders[name], "timing.json"),
+                              {"target": name, "quick": args.quick, "wall_s": wall})
+            bar.update(1)
+            print(f"{name}: wrote {folders[name]} in {wall:.1f} s")
+            for key in ("table", "over_K_table", "tables"):
+                if key in res:
+                    print(res[key])
     return 0
 
 

@@ -7,14 +7,15 @@ import textwrap
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from dynamics.simulate import simulate
 from dynamics.sweep import CRASH_ENV, CRASH_WAIT_ENV, SpecError, load_sweep, main, parse_spec, run_sweep
 
 # Small, fast grid: 4 points of exact GD (milliseconds each once numba is compiled).
-BASE = dict(model="softmax_icl", fixed=dict(preset="imbalanced", p1=0.5, steps=400, snapshots=60),
+BASE = dict(model="huang2024", fixed=dict(preset="imbalanced", p1=0.5, steps=400, snapshots=60),
             derived=dict(N="K**2"), sweep=dict(K=[4, 6], eta=[0.5, 1.0]),
-            outputs=dict(first_time_below=[1e-1, 1e-2], final_gap=True, A_at=[0, 10, 100, 1000]))
+            outputs=dict(first_below=[1e-1, 1e-2], final=["gap"], at=dict(t=[0, 10, 100, 1000], observables=["A"])))
 
 
 def spec(**changes):
@@ -24,15 +25,18 @@ def spec(**changes):
     return s
 
 
+OUTPUTS = ("first_below", "final_gap", "at_A")
+
+
 def same_data(a, b):
     """Every output array equal bit for bit (NaN == NaN): runs are deterministic."""
-    return a.data.keys() == b.data.keys() and all(np.array_equal(a.data[k], b.data[k], equal_nan=True) for k in a.data)
+    return all(np.array_equal(a[k].values, b[k].values, equal_nan=True) for k in OUTPUTS)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted sweep (threads) to compare interrupted ones against."""
-    out = str(tmp_path_factory.mktemp("ref") / "ref.npz")
+    out = str(tmp_path_factory.mktemp("ref") / "ref.nc")
     rep = run_sweep(spec(), out, workers=2, processes=False)
     assert rep.ok and rep.n_computed == 4
     return load_sweep(out)
@@ -59,68 +63,71 @@ def test_other_spec_errors_name_the_problem():
         parse_spec(spec(model="yang_multihead"))
     with pytest.raises(SpecError, match="unknown output 'T_star'"):
         parse_spec(spec(outputs=dict(T_star=True)))
+    with pytest.raises(SpecError, match="first_below needs an exact method"):
+        parse_spec(spec(fixed=dict(method="mc", steps=10), outputs=dict(first_below=[0.1])))
     with pytest.raises(SpecError, match="both \\[fixed\\] and \\[sweep\\]"):
         parse_spec(spec(fixed=dict(K=4)))
     with pytest.raises(SpecError, match="uses 'M'"):
-        run_sweep(spec(derived=dict(N="M**2")), "unused.npz")
-    with pytest.raises(SpecError, match="point 1 \\(K=4, eta=-1.0\\).*eta must be > 0"):
-        run_sweep(spec(sweep=dict(K=[4], eta=[1.0, -1.0])), "unused.npz")
-    with pytest.raises(SpecError, match="parameter N must be an integer"):
-        run_sweep(spec(derived=dict(N="K**2 / 3")), "unused.npz")
+        run_sweep(spec(derived=dict(N="M**2")), "unused.nc")
+    with pytest.raises(SpecError, match="point 1 \\(K=4, eta=-1.0\\).*eta must be a finite number > 0"):
+        run_sweep(spec(sweep=dict(K=[4], eta=[1.0, -1.0])), "unused.nc")
+    with pytest.raises(SpecError, match="N must be an integer"):
+        run_sweep(spec(derived=dict(N="K**2 / 3")), "unused.nc")
     assert not os.path.exists("unused.npz")
 
 
 def test_cli_bad_spec_exits_2_with_one_line(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text('model = "softmax_icl"\n[sweep]\nK = [4]\nbogus = [1, 2]\n[outputs]\nfinal_gap = true\n')
+    path.write_text('model = "huang2024"\n[sweep]\nK = [4]\nbogus = [1, 2]\n[outputs]\nfinal = ["gap"]\n')
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown parameter 'bogus' in [sweep]" in err[0]
-    path.write_text('model = "softmax_icl"\n[sweep]\nK = []\n[outputs]\nfinal_gap = true\n')
+    path.write_text('model = "huang2024"\n[sweep]\nK = []\n[outputs]\nfinal = ["gap"]\n')
     assert main([str(path)]) == 2
     assert "empty grid" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the dataset
-def test_dataset_is_labelled_and_matches_simulate(reference):
+def test_dataset_is_labelled_and_matches_simulate(reference, tmp_path):
     ds = reference
-    assert ds.sweep_dims == ("K", "eta")
-    assert ds.dims["first_time_below"] == ("K", "eta", "eps", "query_class")
-    assert ds.dims["A_at"] == ("K", "eta", "t", "query_class")
-    assert ds.data["first_time_below"].shape == (2, 2, 2, 2)
-    assert ds.coords["K"].tolist() == [4, 6] and ds.coords["eps"].tolist() == [0.1, 0.01]
-    assert ds.coords["query_class"].tolist() == ["dominant", "rest"]
-    assert ds.derived["N"].tolist() == [[16, 16], [36, 36]]
-    assert not ds.failed.any() and ds.errors == []
+    assert ds["first_below"].dims == ("K", "eta", "query_class", "eps")
+    assert ds["at_A"].dims == ("K", "eta", "t_at", "query_class")
+    assert ds["first_below"].shape == (2, 2, 2, 2)
+    assert ds["K"].values.tolist() == [4, 6] and ds["eps"].values.tolist() == [0.1, 0.01]
+    assert ds["query_class"].values.tolist() == ["dominant", "rest"]
+    assert ds["N"].values.tolist() == [[16, 16], [36, 36]]
+    assert not ds["failed"].values.any() and json.loads(ds.attrs["errors"]) == []
     # One point recomputed directly: the same numbers, bit for bit.
-    res = simulate(K=6, N=36, preset="imbalanced", p1=0.5, eta=0.5, steps=400, snapshots=60)
-    np.testing.assert_array_equal(ds.sel("first_time_below", K=6, eta=0.5, eps=0.01), res.first_time_below(0.01))
-    np.testing.assert_array_equal(ds.sel("final_gap", K=6, eta=0.5), res.L_f[-1] - res.L_star)
-    a = ds.sel("A_at", K=6, eta=0.5)
+    res = simulate(K=6, N=36, preset="imbalanced", p1=0.5, eta=0.5, steps=400, snapshots=60, levels=[0.1, 0.01])
+    np.testing.assert_array_equal(ds["first_below"].sel(K=6, eta=0.5, eps=0.01).values, res.first_time_below(0.01))
+    np.testing.assert_array_equal(ds["final_gap"].sel(K=6, eta=0.5).values, res.L_f[-1] - res.L_star)
+    a = ds["at_A"].sel(K=6, eta=0.5).values
     assert a[0].tolist() == [0.0, 0.0] and np.all(np.isnan(a[3]))  # Q^(0) = 0; t = 1000 is beyond the horizon
-    at100 = simulate(K=6, N=36, preset="imbalanced", p1=0.5, eta=0.5, steps=400, record_steps=[100, 400])
+    at100 = simulate(K=6, N=36, preset="imbalanced", p1=0.5, eta=0.5, steps=400, save_at=[100, 400])
     np.testing.assert_array_equal(a[2], at100.coords[0, :, 0])  # A_k of both classes at t = 100
-    with pytest.raises(ValueError, match="no dimension 'N'"):
-        ds.sel("final_gap", N=16)
+    with pytest.raises(KeyError):
+        ds["final_gap"].sel(N=16)
+    # The file itself opens with plain xarray.
+    assert xr.open_dataset(run_sweep(spec(), str(tmp_path / "x.nc"), workers=1, processes=False).path)["K"].size == 2
 
 
 def test_rerun_and_extended_grid_compute_only_new_points(tmp_path, reference):
-    out = str(tmp_path / "s.npz")
+    out = str(tmp_path / "s.nc")
     assert run_sweep(spec(), out, workers=1, processes=False).n_computed == 4
     again = run_sweep(spec(), out, workers=1, processes=False)
     assert (again.n_computed, again.n_skipped) == (0, 4)
     wider = run_sweep(spec(sweep=dict(K=[4, 6, 8], eta=[0.5, 1.0])), out, workers=1, processes=False)
     assert (wider.n_computed, wider.n_skipped) == (2, 4)
     ds = load_sweep(out)
-    assert ds.data["final_gap"].shape == (3, 2, 2)
-    np.testing.assert_array_equal(ds.data["final_gap"][:2], reference.data["final_gap"])
+    assert ds["final_gap"].shape == (3, 2, 2)
+    np.testing.assert_array_equal(ds["final_gap"].values[:2], reference["final_gap"].values)
 
 
 def test_failed_point_is_named_recorded_as_nan_and_exit_1(tmp_path, capsys):
     # eta = 1e5 makes the first GD step non-finite at K = 4, N = 16 (SimulationDiverged).
     path = tmp_path / "fail.toml"
     path.write_text(textwrap.dedent("""\
-        model = "softmax_icl"
+        model = "huang2024"
         [fixed]
         preset = "imbalanced"
         K = 4
@@ -129,36 +136,37 @@ def test_failed_point_is_named_recorded_as_nan_and_exit_1(tmp_path, capsys):
         [sweep]
         eta = [1.0, 1e5]
         [outputs]
-        final_gap = true
+        final = ["gap"]
         """))
     assert main([str(path), "--threads", "--workers", "1", "--quiet"]) == 1
     assert "failed: point 1 (eta=100000.0): SimulationDiverged" in capsys.readouterr().err
-    ds = load_sweep(str(tmp_path / "fail.npz"))
-    assert ds.failed.tolist() == [False, True]
-    assert np.all(np.isfinite(ds.data["final_gap"][0])) and np.all(np.isnan(ds.data["final_gap"][1]))
-    assert len(ds.errors) == 1 and ds.errors[0].startswith("point 1 (eta=100000.0)")
+    ds = load_sweep(str(tmp_path / "fail.nc"))
+    assert ds["failed"].values.tolist() == [0, 1]
+    fg = ds["final_gap"].values
+    assert np.all(np.isfinite(fg[0])) and np.all(np.isnan(fg[1]))
+    errors = json.loads(ds.attrs["errors"])
+    assert len(errors) == 1 and errors[0].startswith("point 1 (eta=100000.0)")
 
 
 # ---------------------------------------------------------------- kills and resume
 def test_killed_sweep_process_resumes_to_identical_dataset(tmp_path, reference):
     """Threads: a task exits the whole process (client included) at point 3; the progress store
     keeps the points finished before it; a re-run computes only the rest."""
-    out = str(tmp_path / "k.npz")
+    out = str(tmp_path / "k.nc")
     code = ("import json, sys; from dynamics.sweep import run_sweep; "
             f"run_sweep(json.loads(sys.argv[1]), {out!r}, workers=1, processes=False, flush_interval=0)")
     # The crashing task waits until the client has stored a finished point (else the kill could
     # overtake the delivery of results and leave nothing to resume from: a race, not a property).
-    env = {**os.environ, CRASH_ENV: f"{tmp_path / 'marker'}:3", CRASH_WAIT_ENV: out + ".partial.npz"}
+    env = {**os.environ, CRASH_ENV: f"{tmp_path / 'marker'}:3", CRASH_WAIT_ENV: out + ".partial.nc"}
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec())], env=env, capture_output=True, timeout=120)
     assert proc.returncode == 70, proc.stderr.decode()[-2000:]
-    assert not os.path.exists(out) and os.path.exists(out + ".partial.npz")
-    with np.load(out + ".partial.npz") as z:
-        n_saved = len(z["keys"])
+    assert not os.path.exists(out) and os.path.exists(out + ".partial.nc")
+    n_saved = xr.open_dataset(out + ".partial.nc").sizes["point"]
     # Points 0-2 ran before point 3 on the single worker thread; at least one was stored, point 3 not.
     assert 1 <= n_saved <= 3
     rep = run_sweep(spec(), out, workers=1, processes=False)
     assert rep.ok and (rep.n_computed, rep.n_skipped) == (4 - n_saved, n_saved)
-    assert not os.path.exists(out + ".partial.npz")
+    assert not os.path.exists(out + ".partial.nc")
     assert same_data(load_sweep(out), reference)
 
 
@@ -166,14 +174,15 @@ def test_killed_worker_process_fails_its_point_then_rerun_completes(tmp_path, mo
     """Processes: the worker running point 2 dies (os._exit); with no retries the point fails
     (named), the others are saved; a re-run recomputes only the failed ones."""
     monkeypatch.setenv(CRASH_ENV, f"{tmp_path / 'marker'}:2")
-    out = str(tmp_path / "w.npz")
+    out = str(tmp_path / "w.nc")
     rep = run_sweep(spec(), out, workers=2, processes=True, retries=0)
     assert not rep.ok and any(e.startswith("point 2 (K=6, eta=0.5): worker lost") for e in rep.errors)
     # A task queued on the dying worker may fail with it: at most one more point.
     assert len(rep.errors) <= 2
     ds = load_sweep(out)
-    assert ds.failed.ravel()[2] and ds.failed.sum() == len(rep.errors)
-    assert np.all(np.isnan(ds.data["final_gap"].reshape(4, -1)[2]))
+    failed = ds["failed"].values.ravel()
+    assert failed[2] and failed.sum() == len(rep.errors)
+    assert np.all(np.isnan(ds["final_gap"].values.reshape(4, -1)[2]))
     rerun = run_sweep(spec(), out, workers=2, processes=True, retries=0)
     assert rerun.ok and rerun.n_computed == len(rep.errors)
     assert same_data(load_sweep(out), reference)
@@ -182,7 +191,7 @@ def test_killed_worker_process_fails_its_point_then_rerun_completes(tmp_path, mo
 def test_local_workers_run_numba_single_threaded():
     import numba
 
-    from dynamics.sweep import _client
+    from dynamics.sweep.runner import client as _client
 
     with _client(None, 1, True, None) as client:
         assert client.submit(os.getenv, "NUMBA_NUM_THREADS", pure=False).result() == "1"

@@ -14,9 +14,10 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
     line to :data:`dynamics.models.REGISTRY`.  Nothing outside the subpackage changes.
 2.  Set ``name`` (the registry name used by ``--model`` and in sweep specs), ``title`` and
     ``reference`` (the paper).
-3.  Declare every parameter of the system once, in ``params`` (a
-    :class:`~dynamics.core.params.ParamSet`): type, default, rule, and help text that names the
-    paper's symbol.  Every modelling choice a source leaves open is a parameter with a
+3.  Declare every parameter of the system once, in ``params = declare(own, methods,
+    method_defaults)`` (:func:`declare` adds ``seed`` and the methods' parameters to the model's
+    own :class:`~dynamics.core.params.ParamSet`): type, default, rule, and help text that names
+    the paper's symbol.  Every modelling choice a source leaves open is a parameter with a
     documented default.  Flags, TOML keys, sweep keys, validation and the manifest all come
     from this declaration.  Rules between parameters go in :meth:`Model.check`, which raises
     :class:`~dynamics.core.params.ParamError` naming the parameter; an option that was given
@@ -60,11 +61,19 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from dynamics.core.params import ParamError, ParamSet
+from dynamics.core.params import SEED, ParamError, ParamSet
 
 METHODS = ("gd", "flow", "mc")
 """Every method the simulator knows: exact GD, gradient flow, Monte Carlo training."""
 EXACT_METHODS = ("gd", "flow")
+
+
+def declare(own: ParamSet, methods, method_defaults: dict | None = None) -> ParamSet:
+    """A model's full parameter set: ``seed``, its own parameters, then those of its methods
+    (:mod:`dynamics.methods.params`) with its defaults.  Use it for ``Model.params`` (rule 3)."""
+    from dynamics.methods.params import method_params
+
+    return ParamSet([SEED]).merged(own, method_params(methods, method_defaults))
 
 
 class Block(NamedTuple):
@@ -120,12 +129,34 @@ class Model(abc.ABC):
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
-    def create(cls, **given) -> "Model":
+    def create(cls, method: str | None = None, **given) -> "Model":
         """Build the model from the parameters a user gave: defaults filled in, every value
-        coerced and checked (:class:`ParamError` names the parameter and the rule)."""
-        values, names = cls.params.resolve(given)
+        coerced and checked (:class:`ParamError` names the parameter and the rule).  With
+        ``method``, a method the model lacks and parameters only other methods use are refused."""
+        values, names = cls.resolve(given, method=method)
+        model = cls(**values)
+        model.given = frozenset(names)
+        return model
+
+    def with_params(self, method: str | None = None, **params) -> "Model":
+        """A new instance with the parameters this one was given, updated by ``params``."""
+        old = {k: self.config[k] for k in getattr(self, "given", ()) if k not in params}
+        return type(self).create(method=method, **old, **params)
+
+    @classmethod
+    def resolve(cls, *layers: dict, method: str | None = None, origin=()) -> tuple:
+        """``(values, given names)``: defaults < ``layers[0]`` < ``layers[1]`` ..., coerced and
+        checked (``origin`` names the layers in errors, e.g. the config file)."""
+        values, names = cls.params.resolve(*layers, origin=origin)
+        if method is not None:
+            cls.supports(method)
+            for name in sorted(names):
+                used_by = cls.params[name].methods
+                if used_by and method not in used_by:
+                    raise ParamError(name, f"{name} is used only by method {' or '.join(used_by)}, not by "
+                                           f"method {method}")
         cls.check(values, names)
-        return cls(**values)
+        return values, names
 
     @classmethod
     def check(cls, values: dict, given: set) -> None:
@@ -221,8 +252,9 @@ class Model(abc.ABC):
                 out.append(f"  {name} = {v:.6e}")
         return out
 
-    def sweep_outputs(self) -> dict:
-        """Extra sweep outputs ``{name: SweepOutput}`` (see :mod:`dynamics.core.spec`)."""
+    @classmethod
+    def sweep_outputs(cls) -> dict:
+        """Extra sweep outputs ``{name: SweepOutput}`` (see :mod:`dynamics.sweep.spec`)."""
         return {}
 
     def describe(self) -> dict:

@@ -275,9 +275,19 @@ class ParamSet:
                     known = ", ".join(self._params)
                     place = f" in {where}" if where else ""
                     raise ParamError(name, f"unknown parameter {name!r}{place}; known: {known}")
-                values[name] = self._params[name].coerce(raw)
+                try:
+                    values[name] = self._params[name].coerce(raw)
+                except ParamError as exc:
+                    if where and where != "flags":
+                        raise ParamError(name, f"{exc} (in {where})") from None
+                    raise
                 given.add(name)
         return values, given
+
+
+SEED = Param("seed", "int", 0, "seed of every random draw of the run (model data, random initial states, Monte "
+             "Carlo streams; dynamics.core.rng)", low=0)
+"""Every model has it (:func:`dynamics.core.contract.declare`)."""
 
 
 def positive_int(name, default, help, **kw) -> Param:

@@ -109,15 +109,13 @@ class Adam:
             state[b] -= lr * (m / c1) / (np.sqrt(v / c2) + self.eps)
 
     def snapshot(self) -> dict:
-        out = {"k": self.k}
-        out.update({f"m__{b}": a for b, a in self.m.items()})
-        out.update({f"v__{b}": a for b, a in self.v.items()})
-        return out
+        return {"k": self.k, "m": {b: a.copy() for b, a in self.m.items()},
+                "v": {b: a.copy() for b, a in self.v.items()}}
 
     def restore(self, d: dict) -> None:
         self.k = int(d["k"])
-        self.m = {k[3:]: np.array(v) for k, v in d.items() if k.startswith("m__")}
-        self.v = {k[3:]: np.array(v) for k, v in d.items() if k.startswith("v__")}
+        self.m = {b: np.array(a, dtype=np.float64) for b, a in d.get("m", {}).items()}
+        self.v = {b: np.array(a, dtype=np.float64) for b, a in d.get("v", {}).items()}
 
 
 def plain_step(state: dict, direction: dict, lrs: dict) -> None:

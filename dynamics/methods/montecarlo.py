@@ -31,10 +31,19 @@ from dynamics.methods.gd import Adam, plain_step
 STREAMS = ("init", "data", "train", "eval")
 
 
-def replica_streams(seed: int, replicas: int) -> list:
-    """``[{stream: Generator}]`` for each replica (module docstring)."""
+def replica_streams(seed, replicas: int) -> list:
+    """``[{stream: Generator}]`` for each replica (module docstring).
+
+    ``seed``: an int, a :class:`numpy.random.SeedSequence` or a :class:`numpy.random.Generator`
+    (whose ``spawn`` gives the replicas' children).
+    """
     out = []
-    for child in np.random.SeedSequence(int(seed)).spawn(int(replicas)):
+    if isinstance(seed, np.random.Generator):
+        for child in seed.spawn(int(replicas)):
+            out.append(dict(zip(STREAMS, child.spawn(4))))
+        return out
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
+    for child in root.spawn(int(replicas)):
         out.append({name: np.random.Generator(np.random.PCG64(s)) for name, s in zip(STREAMS, child.spawn(4))})
     return out
 
@@ -50,10 +59,14 @@ def _finite(loss, grads, state) -> bool:
 
 
 def run_mc(model, *, steps, save_at, recorder, seed=0, replicas=1, batch=256, train_set=0, optimizer="plain",
-           adam=(0.9, 0.999, 1e-8), checkpoint_every=None, on_checkpoint=None, resume=None, progress=None):
+           adam=(0.9, 0.999, 1e-8), checkpoint_every=None, on_checkpoint=None, resume=None, progress=None,
+           trace=None):
     """Train ``replicas`` copies of ``model`` by Monte Carlo and record ``save_at``.
 
     Returns ``(final_state, extra)``: ``final_state[block]`` has a leading replica axis.
+    ``trace``: an optional ``(replicas, steps)`` array that receives every step's batch loss.
+    A ``FloatingPointError`` raised by the model's hooks (a non-finite value it detected) stops
+    the run like a non-finite loss: :class:`SimulationDiverged` naming the step and replica.
     """
     t0 = time.perf_counter()
     save_at = np.asarray(save_at, dtype=np.int64)
@@ -79,25 +92,32 @@ def run_mc(model, *, steps, save_at, recorder, seed=0, replicas=1, batch=256, tr
             if opt is not None:
                 opt.restore(resume["optimizer"])
             step, pos, acc, nacc = int(resume["step"]), int(resume["pos"]), float(resume["acc"]), int(resume["nacc"])
+        def diverged(why):
+            return SimulationDiverged(f"Monte Carlo training diverged at step {step} of replica {r}: {why}; "
+                                      f"{model.divergence_hint('mc')}", (r, step, save_at[:pos].astype(float), {}))
+
         while True:
-            if pos < save_at.size and save_at[pos] == step:
-                obs = model.observe(state, "mc", rng["eval"])
-                obs["train_loss"] = acc / nacc if nacc else np.nan
-                recorder.put(pos, obs, replica=r)
-                pos, acc, nacc = pos + 1, 0.0, 0
-            if step >= steps:
-                break
-            if fixed is None:
-                b = model.sample(rng["train"], int(batch))
-            elif batch >= train_set:
-                b = fixed
-            else:
-                b = take(fixed, rng["train"].choice(int(train_set), int(batch), replace=False))
-            loss, grads = model.batch_loss_grad(state, b)
+            try:
+                if pos < save_at.size and save_at[pos] == step:
+                    obs = model.observe(state, "mc", rng["eval"])
+                    obs["train_loss"] = acc / nacc if nacc else np.nan
+                    recorder.put(pos, obs, replica=r)
+                    pos, acc, nacc = pos + 1, 0.0, 0
+                if step >= steps:
+                    break
+                if fixed is None:
+                    b = model.sample(rng["train"], int(batch))
+                elif batch >= train_set:
+                    b = fixed
+                else:
+                    b = take(fixed, rng["train"].choice(int(train_set), int(batch), replace=False))
+                loss, grads = model.batch_loss_grad(state, b)
+            except FloatingPointError as exc:
+                raise diverged(str(exc)) from None
             if not _finite(loss, grads, state):
-                raise SimulationDiverged(
-                    f"Monte Carlo training diverged at step {step} of replica {r}: non-finite loss, gradient or "
-                    f"state; {model.divergence_hint('mc')}", (r, step, save_at[:pos].astype(float), {}))
+                raise diverged("non-finite loss, gradient or state")
+            if trace is not None:
+                trace[r, step] = loss
             acc, nacc = acc + float(loss), nacc + 1
             if opt is None:
                 plain_step(state, grads, lrs)

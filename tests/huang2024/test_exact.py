@@ -234,9 +234,9 @@ def test_large_N_against_enumeration_of_three_features():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(p=[0.5, 0.6]), "p must sum to 1"),
-        (dict(p=[1.2, -0.2]), "p must be non-negative"),
-        (dict(p=[np.nan, 1.0]), "p must be finite"),
+        (dict(p=[0.5, 0.6]), "p must be a probability vector summing to 1"),
+        (dict(p=[1.2, -0.2]), "p must be a probability vector with entries >= 0"),
+        (dict(p=[np.nan, 1.0]), "p must be a probability vector with finite entries"),
         (dict(p=[1.0]), "K >= 2"),
         (dict(N=0), "N must be an integer >= 1"),
         (dict(N=2.5), "N must be an integer >= 1"),

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats
 
-from dynamics.models.huang2024 import montecarlo as mc
+from dynamics.models.huang2024 import mc_kernels as mc
 from dynamics.models.huang2024.bruteforce import population_loss_grad_bruteforce
 from dynamics.models.huang2024.montecarlo import DivergenceError, make_features, mc_gradient, run_replicas, train_mc
 
@@ -121,7 +121,7 @@ def test_serial_and_parallel_kernels_agree():
     # Same per-prompt code in both kernels, no fastmath: the results must agree to rounding.
     K, d, N, B = 5, 7, 30, 4000
     V = make_features(K, d, random_state=1)
-    sampler = mc._Sampler(V, np.full(K, 1 / K), N, 0.3, "gaussian")
+    sampler = mc.Sampler(V, np.full(K, 1 / K), N, 0.3, "gaussian")
     feats, z, noise = sampler.draw(np.random.default_rng(2), B)
     theta_cols = np.ascontiguousarray(np.random.default_rng(3).uniform(-3, 3, (K, K)).T)
     out = []
@@ -135,23 +135,12 @@ def test_serial_and_parallel_kernels_agree():
     np.testing.assert_allclose(out[0][0], out[1][0], rtol=1e-14, atol=0)
     np.testing.assert_allclose(out[0][1], out[1][1], rtol=1e-14, atol=1e-300)
 
-    # The d x d update Q <- Q - eta V G V^T and theta = V^T Q V (numba loops) against BLAS;
-    # entries are O(1) sums of d K = 35 products: 1e-12 is ~100x the rounding.
-    rng = np.random.default_rng(4)
-    Q0, G = rng.standard_normal((d, d)), rng.standard_normal((K, K))
-    Q_ref = Q0 - 0.3 * V @ G @ V.T
-    for step in (mc._step_serial, lambda *a: mc._step_parallel(*a, 3)):
-        Q, theta = Q0.copy(), np.empty((K, K))
-        step(Q, V, G, 0.3, theta)
-        np.testing.assert_allclose(Q, Q_ref, atol=1e-12)
-        np.testing.assert_allclose(theta, V.T @ Q_ref @ V, atol=1e-12)
-
 
 def test_sampled_features_follow_p():
     # 2e5 x 7 draws; a frequency within 5 SE of p_k (Gaussian tail 6e-7 per feature);
     # a feature with p_k = 0 must never be drawn.
     p = np.array([0.0, 0.5, 0.0, 0.3, 0.2, 0.0])
-    sampler = mc._Sampler(make_features(6, 6, kind="standard"), p, 6, 0.0, "gaussian")
+    sampler = mc.Sampler(make_features(6, 6, kind="standard"), p, 6, 0.0, "gaussian")
     feats, _, _ = sampler.draw(np.random.default_rng(0), 200_000)
     n = feats.size
     freq = np.bincount(feats.ravel(), minlength=6) / n
@@ -334,7 +323,7 @@ def test_overflowing_Q_raises_divergence_error_at_step_0():
 def test_divergence_keeps_the_records_made_so_far(monkeypatch):
     # The model's gradient is bounded, so a real blow-up needs overflow; inject a
     # non-finite loss at step 3 to check the bookkeeping.
-    real = mc._batch
+    real = mc.prompt_losses_grads
     calls = {"n": 0}
 
     def batch(*args, **kwargs):
@@ -344,7 +333,7 @@ def test_divergence_keeps_the_records_made_so_far(monkeypatch):
             loss[0] = np.nan
         return loss, g
 
-    monkeypatch.setattr(mc, "_batch", batch)
+    monkeypatch.setattr(mc, "prompt_losses_grads", batch)
     with pytest.raises(DivergenceError, match="diverged at step 3") as info:
         train_mc(3, 3, None, 4, 0.5, 10, B=8, record_at=np.arange(11), n_eval=0, random_state=0)
     err = info.value

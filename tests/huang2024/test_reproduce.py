@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from dynamics import reproduce
+from dynamics import reproduce as front
+from dynamics.models.huang2024 import reproduce
 from dynamics.models.huang2024.phases import detect_phases, phase_setting
 from dynamics.simulate import simulate
 from dynamics.sweep import load_sweep
@@ -58,16 +59,25 @@ def test_attention_map_starts_at_frequencies_and_concentrates(tmp_path):
 # ---------------------------------------------------------------- phases
 def test_phase_detection_definitions():
     res = simulate(K=10, N=100, preset="imbalanced", p1=0.5, steps=8000, snapshots=800)
+    assert res.method == "gd"
     rare = detect_phases(res, 1, eps=1e-3)
     assert rare.setting == "under-represented" and rare.names == ("I", "II", "III", "IV")
     i1 = np.searchsorted(res.t, rare.times[0])
     # tau_1 is where B_{k,n} stops growing: its maximum over the run lies within one snapshot of it.
     assert abs(int(np.argmax(res.coords[:, 1, 2])) - i1) <= 1
-    i2 = np.searchsorted(res.t, rare.times[1])
+    i2 = np.searchsorted(res.t, rare.brackets[1, 1])
     assert res.attn[i2, 1, 0] >= res.attn[i2, 1, 1] and res.attn[i2 - 1, 1, 0] < res.attn[i2 - 1, 1, 1]
+    # The times are exact GD steps inside their snapshot brackets: replaying GD confirms tau_2.
+    m, c = res.model, res.state_at(i2 - 1)
+    for _ in range(int(res.t[i2 - 1]), int(rare.times[1]) - 1):
+        c = c - m.config["eta"] * m.loss_grad({"coords": c}).grads["coords"]
+    before = m.observe({"coords": c}, "gd")
+    c = c - m.config["eta"] * m.loss_grad({"coords": c}).grads["coords"]
+    at = m.observe({"coords": c}, "gd")
+    assert before["attn_own"][1] < before["attn"][1, 0] and at["attn_own"][1] >= at["attn"][1, 0]
     assert np.all(rare.brackets[:, 0] <= rare.times) and rare.ordered()
     assert detect_phases(res, 0).setting == "dominant"
-    general = simulate(K=3, N=10, preset="general", p=[0.5, 0.3, 0.2], steps=10)
+    general = simulate(N=10, preset="general", p=[0.5, 0.3, 0.2], steps=10)
     with pytest.raises(ValueError, match="phases are defined for the paper's balanced"):
         phase_setting(general.structure, 0)
     with pytest.raises(ValueError, match="attn_fraction must lie in"):
@@ -86,8 +96,8 @@ def test_phases_target_order_and_gd_matches_flow(tmp_path):
     ok = r["over_K"]  # columns: K, bal tau1, bal tau2, dominant T_1, rare tau1..tau4
     for row in ok:
         assert np.all(np.isfinite(row)) and np.all(np.diff(row[4:]) > 0) and row[1] < row[2]
-    # Exact GD (2000 snapshots) and the gradient flow (1500 snapshots) give the same boundaries
-    # at K = 10 within 3%: 1% snapshot spacing plus the O(eta) difference of GD and flow.
+    # Exact GD and the gradient flow give the same boundaries at K = 10 within 3%: the boundaries
+    # are exact for both, so what remains is the O(eta) difference of GD and its flow.
     np.testing.assert_allclose(ok[0, 4:], rare.times, rtol=0.03)
     np.testing.assert_allclose(ok[0, 1:3], bal.times, rtol=0.03)
     # From K = 10 to 30 with N = K^2 every rare boundary moves later by > 3x (the K^2 log K scale).
@@ -97,10 +107,10 @@ def test_phases_target_order_and_gd_matches_flow(tmp_path):
 # ---------------------------------------------------------------- scaling
 def test_scaling_exponents_within_bands_of_the_theorem(tmp_path):
     r = reproduce.scaling(str(tmp_path), quick=True, workers=2, processes=False)
-    assert files(tmp_path, "scaling.png", "scaling_times.md", "scaling_fits.csv", "scaling_sweep.npz")
+    assert files(tmp_path, "scaling.png", "scaling_times.md", "scaling_fits.csv", "scaling_sweep.nc")
     ds = load_sweep(r["sweep_path"])  # the sweep runner's dataset
-    assert ds.sweep_dims == ("K",) and ds.dims["first_time_below"] == ("K", "eps", "query_class")
-    assert ds.derived["N"].tolist() == [K * K for K in r["Ks"]]
+    assert ds["first_below"].dims == ("K", "query_class", "eps")
+    assert ds["N"].values.tolist() == [K * K for K in r["Ks"]]
     assert np.all(np.isfinite(r["T1"])) and np.all(np.isfinite(r["Tk"]))
     # T_1 = O(log(eps^-1/2) / eps): leading power 1 in 1/eps.  Band +-0.15: the log factor adds at
     # most 1/ln(1/eps) ~ 0.1-0.2 to a local slope, and the fit must not exceed the bound's own slope.
@@ -114,7 +124,7 @@ def test_scaling_exponents_within_bands_of_the_theorem(tmp_path):
             assert 1.8 <= r["bK"][j] <= 2.3
     # T_k in 1/eps at K = 10 (eps <= 1e-3, the K log(K eps^-1/2)/eps term): leading power 1.
     assert 0.85 <= r["be"] <= 1.2
-    # Exact GD and gradient flow agree at K = 10 within 5% (snapshot spacing and O(eta) effects).
+    # Exact GD and gradient flow agree at K = 10 within 5% (the O(eta) difference of GD and flow).
     flow = np.stack([r["T1"][0, :len(r["gd_eps"])], r["Tk"][0, :len(r["gd_eps"])]], axis=1)
     np.testing.assert_allclose(r["T_gd"], flow, rtol=0.05)
 
@@ -140,5 +150,5 @@ def test_empirical_training_follows_exact_dynamics(tmp_path):
 
 
 def test_cli_unknown_target_exits_2(capsys):
-    assert reproduce.main(["nonsense"]) == 2
+    assert front.main(["nonsense"]) == 2
     assert "target must be one of" in capsys.readouterr().err

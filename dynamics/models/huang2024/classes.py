@@ -54,7 +54,7 @@ class ClassStructure:
         if not np.all(np.isfinite(probs)) or np.any(probs < 0):
             raise ValueError("probs must be finite and non-negative")
         total = float(np.sum(sizes * probs))
-        if abs(total - 1.0) > validate.P_SUM_TOL * max(1.0, np.sqrt(sizes.sum())):
+        if abs(total - 1.0) > validate.p_sum_tol(int(sizes.sum())):
             raise ValueError(f"p must sum to 1 within 1e-12: sizes * probs sums to {total!r}")
         if len(self.names) != sizes.size:
             raise ValueError("names must give one label per class")

@@ -1,25 +1,32 @@
-"""Figures of a simulation (matplotlib, Agg): the paper's pictures from exact dynamics."""
+"""Figures of a Huang, Cheng, Liang run directory: the paper's pictures from exact dynamics.
+
+- ``prediction_error.png``: ``L_k`` per query class against iterations (log-log), ``L_k^*`` dashed
+  (stage-wise convergence);
+- ``attention_weights.png``: ``A_k`` and ``B_{k,n}`` against iterations for each query class
+  (the competition that makes the phases);
+- ``attention_map.png``: the expected attention map ``E[Attn_n | x_q = v_k]`` at four iterations
+  (attention concentration).
+
+A run with a single snapshot (``steps = 0``) has no curve to draw: the figures are skipped and
+the caller says so.  Monte Carlo runs draw the replica mean with a band of two standard errors.
+"""
 from __future__ import annotations
 
 import os
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from dynamics.core.atomic import atomic_write_bytes  # noqa: E402
+from dynamics.core.report import plt, save_figure
 
 
-def _save(fig, path):
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+def _series(res, name):
+    """``(mean, se)`` over replicas (se None for exact runs) of a variable of the dataset."""
+    v = np.asarray(res.ds[name].values, dtype=np.float64)
+    if "replica" not in res.ds[name].dims:
+        return v, None
+    R = v.shape[0]
+    se = v.std(axis=0, ddof=1) / np.sqrt(R) if R > 1 else None
+    return v.mean(axis=0), se
 
 
 def _positive_t(res):
@@ -31,56 +38,75 @@ def prediction_error(res, path):
     """Per-feature prediction error ``L_k`` against iterations (log-log), ``L_k^*`` dashed:
     the paper's stage-wise convergence (dominant feature first, under-represented later)."""
     t, keep = _positive_t(res)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for f, name in enumerate(res.structure.names):
-        line, = ax.loglog(t, res.L_f[keep, f], label=f"$L_k$, query in class '{name}' (p={res.structure.probs[f]:.3g})")
-        floor = np.nanmin(res.L_f[keep]) / 100 if t.size else 0.0
+    L, se = _series(res, "L_k")
+    s = res.structure
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for f, name in enumerate(s.names):
+        line, = ax.loglog(t, L[keep, f], label=f"$L_k$, query in class '{name}' ($p_k$={s.probs[f]:.3g})")
+        if se is not None:
+            ax.fill_between(t, L[keep, f] - 2 * se[keep, f], L[keep, f] + 2 * se[keep, f], color=line.get_color(),
+                            alpha=0.25, lw=0)
+        floor = np.nanmin(L[keep]) / 100
         if np.isfinite(res.L_star[f]) and res.L_star[f] > floor:  # an L_k^* far below the data is not drawn
             ax.axhline(res.L_star[f], ls="--", color=line.get_color(), lw=0.8)
     ax.set_xlabel("GD iteration t")
     ax.set_ylabel("prediction error $L_k$ (dashed: $L_k^*$)")
-    ax.set_title(f"K={res.structure.K}, N={res.model.N}, eta={res.eta:g}")
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    c = res.model.config
+    ax.set_title(f"K={s.K}, N={c['N']}, eta={c['eta']:g}, {res.method}")
+    ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, path)
 
 
 def attention_weights(res, path):
     """``A_k`` and ``B_{k,n}`` against iterations for each query class (semilog-x)."""
     t, keep = _positive_t(res)
-    names = res.structure.names
-    fig, axes = plt.subplots(1, res.structure.F, figsize=(5 * res.structure.F, 3.8), squeeze=False)
+    s = res.structure
+    A, _ = _series(res, "A")
+    B, _ = _series(res, "B")
+    fig, axes = plt.subplots(1, s.F, figsize=(5.2 * s.F, 3.9), squeeze=False)
     for f, ax in enumerate(axes[0]):
-        ax.semilogx(t, res.coords[keep, f, 0], lw=2, label="$A_k$")
-        for g, gname in enumerate(names):
-            if res.model.movable()[f, 1 + g]:
-                ax.semilogx(t, res.coords[keep, f, 1 + g], label=f"$B_{{k,n}}$, n in '{gname}'")
-        ax.set_title(f"query k in class '{names[f]}'")
+        ax.semilogx(t, A[keep, f], lw=2, label="$A_k$ (own feature)")
+        for g, gname in enumerate(s.names):
+            if np.any(np.isfinite(B[keep, f, g])):
+                ax.semilogx(t, B[keep, f, g], label=f"$B_{{k,n}}$, key n in '{gname}'")
+        ax.set_title(f"query k in class '{s.names[f]}'")
         ax.set_xlabel("GD iteration t")
-        ax.legend(fontsize=8)
-    return _save(fig, path)
+        ax.set_ylabel("bilinear attention weight $v_n^T Q v_k$")
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def attention_heatmaps(res, path, iterations=None):
     """Expected attention map ``E[Attn_n | x_q = v_k]`` (rows: query k, columns: key n) at
-    chosen iterations (default: 4 log-spaced snapshots); up to the first 12 features."""
+    chosen iterations (default: 4 log-spaced snapshots); the first 12 features at most."""
     if iterations is None:
         idx = np.unique(np.linspace(0, res.t.size - 1, 4).round().astype(int))
     else:
         idx = [int(np.argmin(np.abs(res.t - it))) for it in iterations]
-    fig, axes = plt.subplots(1, len(idx), figsize=(3.2 * len(idx), 3.2), squeeze=False)
+    K = min(res.structure.K, 12)
+    ticks = list(range(K)) if K <= 6 else [0, K - 1]
+    labels = [f"v{k + 1}" for k in ticks]
+    fig, axes = plt.subplots(1, len(idx), figsize=(3.3 * len(idx), 3.5), squeeze=False)
     for ax, i in zip(axes[0], idx):
         im = ax.imshow(res.attention_map(i), vmin=0, vmax=1, cmap="viridis")
         ax.set_title(f"t = {res.t[i]:.3g}", fontsize=9)
-        ax.set_xlabel("key feature n")
-        ax.set_ylabel("query feature k")
-    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="E[Attn]")
-    return _save(fig, path)
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.set_yticks(ticks, labels, fontsize=8)
+        ax.set_xlabel("key feature n", fontsize=8)
+        ax.set_ylabel("query feature k", fontsize=8)
+    fig.subplots_adjust(wspace=0.45)
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="E[Attn_n | x_q = v_k]")
+    return save_figure(fig, path)
 
 
 def all_figures(res, outdir, iterations=None):
-    """Write the three standard figures; returns their paths."""
-    return [
-        prediction_error(res, os.path.join(outdir, "prediction_error.png")),
-        attention_weights(res, os.path.join(outdir, "attention_weights.png")),
-        attention_heatmaps(res, os.path.join(outdir, "attention_map.png"), iterations),
-    ]
+    """Write the run directory's figures (the attention map only for exact methods); returns their
+    paths, or an empty list when the run has fewer than two snapshots after t = 0."""
+    if np.sum(res.t > 0) < 1:
+        return []
+    paths = [prediction_error(res, os.path.join(outdir, "prediction_error.png")),
+             attention_weights(res, os.path.join(outdir, "attention_weights.png"))]
+    if "attn_own" in res.ds:
+        paths.append(attention_heatmaps(res, os.path.join(outdir, "attention_map.png"), iterations))
+    return paths

@@ -40,9 +40,10 @@ Balanced features (two phases)
          attn_fraction``.
     II.  ``[tau_1, tau_2)``: convergence; ``tau_2``: ``L_k - L_k^* <= eps``.
 
-Times are GD iterations of snapshots: a boundary is resolved to the snapshot grid, and
-:attr:`Phases.brackets` gives ``(last snapshot before, first snapshot at or after)``.  Use dense
-snapshots (``simulate(..., snapshots=2000)`` or explicit ``record_steps``) for fine timing.
+Times are exact: the snapshots bracket a boundary (:attr:`Phases.brackets` gives ``(last
+snapshot before, first snapshot at or after)``), then GD is replayed step by step from the
+recorded state (the first step where the condition holds) or, for the flow, the time is found by
+bisection on re-integrations (to 1e-9 relative).
 """
 from __future__ import annotations
 
@@ -117,13 +118,73 @@ def phase_setting(structure, f: int) -> str:
                      f"F = {F} classes of sizes {structure.sizes.tolist()}")
 
 
-def _first(t, cond):
-    """(time, bracket) of the first snapshot where ``cond`` holds."""
-    hit = np.flatnonzero(cond)
-    if hit.size == 0:
-        return np.nan, (np.nan, np.nan)
-    i = int(hit[0])
-    return float(t[i]), (float(t[i - 1]) if i > 0 else float(t[i]), float(t[i]))
+def _conditions(model, f, setting, eps, attn_fraction):
+    """The boundary conditions of query class ``f`` as functions of ``(observation, gradient)``."""
+    L_star = model.L_star[f]
+    converged = (lambda o, g: o["L_k"][f] - L_star <= eps)
+    conv_text = f"L_k - L_k^* <= {eps:g}"
+    if setting == "dominant":
+        return [converged], [conv_text]
+    if setting == "balanced":
+        return [lambda o, g: o["attn_own"][f] >= attn_fraction, converged], \
+            [f"E[Attn_k] >= {attn_fraction:g}", conv_text]
+    # Under-represented: the update of B_{k,n} (n a third rare feature) from the exact gradient.
+    return [lambda o, g: -g[f, 2] <= 0, lambda o, g: o["attn_own"][f] >= o["attn"][f, 0],
+            lambda o, g: o["attn_own"][f] >= attn_fraction, converged], \
+        ["update of B_{k,n} <= 0 (B_{k,n} at its maximum)", "E[Attn_k] >= E[Attn_{k,1}]",
+         f"E[Attn_k] >= {attn_fraction:g}", conv_text]
+
+
+def _holds(model, coords, cond):
+    state = {"coords": coords}
+    return bool(cond(model.observe(state, "gd"), model.loss_grad(state).grads["coords"]))
+
+
+def _refine(res, i, cond):
+    """The exact boundary inside the snapshot bracket ``(t[i-1], t[i]]``.
+
+    GD is deterministic, so replaying it step by step from the state recorded at ``t[i-1]`` finds
+    the first *step* where the condition holds; for the flow, bisection on re-integrations from
+    that state locates the time to 1e-9 relative.
+    """
+    model = res.model
+    start = res.state_at(i - 1)
+    a, b = float(res.t[i - 1]), float(res.t[i])
+    if res.method == "gd":
+        eta = model.config["eta"]
+        c = start.copy()
+        for step in range(int(a) + 1, int(b) + 1):
+            c = c - eta * model.loss_grad({"coords": c}).grads["coords"]
+            if _holds(model, c, cond):
+                return float(step)
+        return b
+    from scipy.integrate import solve_ivp
+
+    mask = model.movable("flow")["coords"]
+    rtol, atol, eta = model.config["flow_rtol"], model.config["flow_atol"], model.config["eta"]
+
+    def at(t):
+        if t == a:
+            return start
+        c = start.copy()
+
+        def rhs(_t, y):
+            c[mask] = y
+            return -eta * model.loss_grad({"coords": c}).grads["coords"][mask]
+
+        sol = solve_ivp(rhs, (a, t), start[mask], method="LSODA", rtol=rtol, atol=atol)
+        out = start.copy()
+        out[mask] = sol.y[:, -1]
+        return out
+
+    lo, hi = a, b
+    while hi - lo > 1e-9 * max(1.0, hi):
+        mid = 0.5 * (lo + hi)
+        if _holds(model, at(mid), cond):
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def detect_phases(res, query_class: int = None, *, eps: float = 1e-3, attn_fraction: float = 0.5) -> Phases:
@@ -131,7 +192,7 @@ def detect_phases(res, query_class: int = None, *, eps: float = 1e-3, attn_fract
 
     Parameters
     ----------
-    res : SimulationResult
+    res : HuangResult
         An exact trajectory (``gd`` or ``flow``) of the balanced or imbalanced preset.
     query_class : int, optional
         Class of the query feature; default the last class (the under-represented one for the
@@ -140,6 +201,9 @@ def detect_phases(res, query_class: int = None, *, eps: float = 1e-3, attn_fract
         Convergence threshold of the last boundary, ``L_k - L_k^* <= eps`` (the paper's
         ``T_1``, ``T_k`` theorem).  ``attn_fraction`` in ``(0, 1)``: the constant fraction of
         attention on the target that ends phase III (balanced: phase I).
+
+    The snapshots bracket each boundary; :func:`_refine` then locates it exactly (GD: the first
+    step; flow: the time, to 1e-9 relative).
     """
     eps = float(eps)
     if not (np.isfinite(eps) and eps > 0):
@@ -147,34 +211,58 @@ def detect_phases(res, query_class: int = None, *, eps: float = 1e-3, attn_fract
     attn_fraction = float(attn_fraction)
     if not (0.0 < attn_fraction < 1.0):
         raise ValueError(f"attn_fraction must lie in (0, 1), got {attn_fraction!r}")
+    if res.method not in ("gd", "flow"):
+        raise ValueError(f"phases need an exact trajectory (method gd or flow), got method {res.method}")
     s = res.structure
     f = s.F - 1 if query_class is None else int(query_class)
     setting = phase_setting(s, f)
     if np.isnan(res.L_star[f]):
         raise ValueError("phases need L_k^* (noise-free model, sigma2 = 0) for the convergence boundary")
+    if setting == "under-represented" and not res.model.movable("gd")["coords"][f, 2]:
+        raise ValueError("the four phases need a third feature n != 1, k: K >= 3 in the imbalanced preset")
+    conds, texts = _conditions(res.model, f, setting, eps, attn_fraction)
     t = np.asarray(res.t, dtype=np.float64)
-    attn_k = res.attn[:, f, 0]
-    converged = res.L_f[:, f] - res.L_star[f] <= eps
-    conv_text = f"L_k - L_k^* <= {eps:g}"
-    if setting == "dominant":
-        conds, texts = [converged], [conv_text]
-    elif setting == "balanced":
-        conds = [attn_k >= attn_fraction, converged]
-        texts = [f"E[Attn_k] >= {attn_fraction:g}", conv_text]
-    else:
-        # Update of B_{k,n} (n a third rare feature) from the exact gradient at each snapshot.
-        if not res.model.movable()[f, 2]:
-            raise ValueError("the four phases need a third feature n != 1, k: K >= 3 in the imbalanced preset")
-        upd = np.array([-res.model.evaluate(c).grad[f, 2] for c in res.coords])
-        conds = [(upd <= 0) & (t > 0), attn_k >= res.attn[:, f, 1], attn_k >= attn_fraction, converged]
-        texts = ["update of B_{k,n} <= 0 (B_{k,n} at its maximum)", "E[Attn_k] >= E[Attn_{k,1}]",
-                 f"E[Attn_k] >= {attn_fraction:g}", conv_text]
-    found = [_first(t, c) for c in conds]
+    model = res.model
+    evals = [(model.observe({"coords": res.state_at(i)}, "gd"),
+              model.loss_grad({"coords": res.state_at(i)}).grads["coords"]) for i in range(t.size)]
+    times, brackets = [], []
+    for j, cond in enumerate(conds):
+        hit = [i for i in range(t.size) if (j != 0 or setting != "under-represented" or t[i] > 0)
+               and cond(*evals[i])]
+        if not hit:
+            times.append(np.nan)
+            brackets.append((np.nan, np.nan))
+            continue
+        i = hit[0]
+        times.append(float(t[i]) if i == 0 else _refine(res, i, cond))
+        brackets.append((float(t[i - 1]) if i > 0 else float(t[i]), float(t[i])))
     names = ("I", "II", "III", "IV")[: len(conds)]
     return Phases(query_class=s.names[f], setting=setting, names=names, boundaries=tuple(texts),
-                  times=np.array([x[0] for x in found]), brackets=np.array([x[1] for x in found]).reshape(-1, 2))
+                  times=np.array(times), brackets=np.array(brackets).reshape(-1, 2))
 
 
 def all_phases(res, *, eps: float = 1e-3, attn_fraction: float = 0.5):
     """:func:`detect_phases` for every query class of ``res`` (list, class order)."""
     return [detect_phases(res, f, eps=eps, attn_fraction=attn_fraction) for f in range(res.structure.F)]
+
+
+def _phase_times(res, eps):
+    """Sweep output: the phase boundaries of every query class (NaN-padded to MAX_BOUNDARIES)."""
+    import xarray as xr
+
+    v = np.full((res.structure.F, MAX_BOUNDARIES), np.nan)
+    for f, ph in enumerate(all_phases(res, eps=eps)):
+        v[f, : ph.times.size] = ph.times
+    return xr.DataArray(v, dims=("query_class", "boundary"),
+                        coords={"query_class": np.array(res.structure.names),
+                                "boundary": np.array([f"tau{i + 1}" for i in range(MAX_BOUNDARIES)])})
+
+
+def _sweep_outputs():
+    from dynamics.sweep.spec import SweepOutput
+
+    return {"phase_times": SweepOutput("eps", _phase_times, "exact phase boundaries (dynamics.models.huang2024."
+                                                           "phases) for this eps")}
+
+
+SWEEP_OUTPUTS = _sweep_outputs()

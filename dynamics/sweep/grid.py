@@ -1,0 +1,75 @@
+"""The points of a sweep: every combination of the swept values, resolved with the fixed and
+derived ones and checked against the model's declared parameters, with a key per point."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from dynamics.sweep.spec import SpecError, SweepSpec, evaluate
+
+
+@dataclass
+class Grid:
+    """Every point of a spec: method, the parameters given to the model, labels and keys."""
+
+    spec: SweepSpec
+    methods: list
+    points: list
+    labels: list
+    keys: list
+    shape: tuple
+    derived: dict
+
+
+def build_grid(spec: SweepSpec) -> Grid:
+    """Resolve every point (fixed < swept < derived) and check it with the model's declaration."""
+    from dynamics import models
+
+    cls = models.get(spec.model)
+    dims = list(spec.sweep)
+    shape = tuple(len(spec.sweep[d]) for d in dims)
+    methods, points, labels, keys = [], [], [], []
+    derived = {k: np.full(shape, np.nan) for k in spec.derived}
+    for flat, combo in enumerate(itertools.product(*(spec.sweep[d] for d in dims))):
+        label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo))
+        where = f"{spec.source}: point {flat} ({label})"
+        p = {**spec.fixed, **dict(zip(dims, combo))}
+        method = p.pop("method", "gd")
+        defaults = cls.params.defaults()
+        for k, expr in spec.derived.items():
+            names = {n: v for n, v in {**defaults, **p}.items() if isinstance(v, (int, float))
+                     and not isinstance(v, bool) and v is not None}
+            try:
+                p[k] = evaluate(expr, k, names)
+            except SpecError as exc:
+                raise SpecError(f"{where}: {exc}") from None
+            derived[k][np.unravel_index(flat, shape)] = float(p[k])
+        if "first_below" in spec.outputs:
+            p["levels"] = sorted(spec.outputs["first_below"], reverse=True)
+        try:
+            values, given = cls.resolve(p, method=method)
+        except ValueError as exc:
+            raise SpecError(f"{where}: {exc}") from None
+        at = spec.outputs.get("at")
+        if at and max(at["t"]) > values["steps"]:
+            pass  # beyond the horizon: NaN, documented
+        points.append({k: values[k] for k in given})
+        methods.append(method)
+        labels.append(label)
+        keys.append(_point_key(spec, method, {k: values[k] for k in given}))
+    return Grid(spec, methods, points, labels, keys, shape, derived)
+
+
+def coordinate(value):
+    """The label of a swept value on its dimension (a list of numbers is labelled by its text)."""
+    return ",".join(repr(x) for x in value) if isinstance(value, list) else value
+
+
+def _point_key(spec, method, params):
+    blob = json.dumps({"model": spec.model, "method": method, "params": params, "outputs": spec.outputs},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
