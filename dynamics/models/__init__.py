@@ -6,6 +6,7 @@ import importlib
 
 REGISTRY = {
     "huang2024": "dynamics.models.huang2024.model:Huang2024",
+    "yang2024": "dynamics.models.yang2024.model:Yang2024",
 }
 """Model name -> ``"module:Class"``; adding a model adds one line here."""
 DEFAULT = "huang2024"
