@@ -145,14 +145,18 @@ class Yang2024(Model):
     def _qblock(self, method):
         return "Q" if (method == "mc" or self.full) else "theta"
 
-    def blocks(self, method):
+    def _check_flow(self, method):
         pr = self.problem
         if method == "flow":
             n = self.H * (pr.N * pr.K if not self.full else pr.d * pr.d) + self.H * pr.K
             if n > FLOW_MAX:
                 raise ParamError("method", f"the gradient flow integrates {n} coordinates, more than {FLOW_MAX}: "
-                                           "scipy's LSODA would form a dense finite-difference Jacobian of that size "
-                                           "(use method gd, or smaller H, N, K)")
+                                           "scipy's LSODA allocates and forms a dense n x n finite-difference "
+                                           "Jacobian (use method gd, or smaller H, N, K)")
+
+    def blocks(self, method):
+        self._check_flow(method)
+        pr = self.problem
         w = Block((self.H, pr.K), "w_h (steps gamma^2 eta_Q)", "eta_Q")
         if self._qblock(method) == "Q":
             return {"Q": Block((self.H, pr.d, pr.d), "Q_h", "eta_Q"), "w": w}
@@ -168,6 +172,7 @@ class Yang2024(Model):
     def initial_state(self, method, rng=None):
         """``Q_h^(0)`` (from the seed, not from ``rng``: every method and replica starts together)
         and ``w_h^(0) = 0``."""
+        self._check_flow(method)
         w = np.zeros((self.H, self.problem.K))
         if self._qblock(method) == "Q":
             return {"Q": self.Q0.copy(), "w": w}
@@ -186,6 +191,7 @@ class Yang2024(Model):
     def learning_rates(self, method):
         """``{theta or Q: eta_Q, w: gamma^2 eta_Q}``; resolves the default ``eta_Q`` and refuses a
         plain step beyond the stability limit ``2/ell_0`` (``check_step``)."""
+        self._check_flow(method)
         eta = self.config["eta_Q"]
         if eta is None:
             eta = ADAM_LR if self.adam else 1.0 / self.ell0
@@ -258,6 +264,9 @@ class Yang2024(Model):
             "L_star_k": (pr.L_star_k, ("token",), "L*_k", "optimum of each token's loss (0 for the N prompt tokens)"),
             "A": (pr.A, ("prompt_token", "token"), "A = G^{-1} C", "the ridge target of a_k (columns)"),
         }
+        if "eta_Q" in self.__dict__:
+            out["eta_Q"] = (np.float64(self.eta_Q), (), "eta_Q", "the step size of Q_h (theta_h) used by the run; "
+                                                               "eta_w = gamma^2 eta_Q")
         if "ell0" in self.__dict__:
             out["eta_limit0"] = (np.float64(2.0 / self.ell0), (), "2/ell_0",
                                  "stability limit of eta_Q for plain GD at the initial state")
@@ -301,7 +310,7 @@ class Yang2024(Model):
     def divergence_hint(self, method):
         eta = getattr(self, "eta_Q", self.config["eta_Q"])
         hint = f"try a smaller eta_Q (eta_Q = {eta:g} now"
-        if not self.adam and "ell0" in self.__dict__:
+        if not self.adam:
             hint += f"; the stability limit 2/ell_0 was {2 / self.ell0:.4g} at the initial state"
             st = self._last_state
             if st is not None and all(np.all(np.isfinite(a)) for a in st.values()):
@@ -341,7 +350,9 @@ class Yang2024(Model):
                  f"{float(last['sigma_min_B']):.3e}",
                  f"  inference loss: in-domain {float(last['inference_id']):.3e}, out-of-domain "
                  f"{float(last['inference_ood']):.3e}"]
-        if "eta_limit0" in ds:
-            lines.append(f"  eta_Q = {getattr(self, 'eta_Q', float('nan')):.4g} (stability limit at the initial "
-                         f"state 2/ell_0 = {float(ds['eta_limit0']):.4g})")
+        if "eta_Q" in ds:
+            line = f"  eta_Q = {float(ds['eta_Q']):.4g}"
+            if "eta_limit0" in ds:
+                line += f" (stability limit of plain GD at the initial state 2/ell_0 = {float(ds['eta_limit0']):.4g})"
+            lines.append(line)
         return lines
