@@ -16,7 +16,8 @@ and GD on ``Q_h`` moves ``theta_h`` by ``-eta_Q (V^T V) (dL/dtheta_h) (V_all^T V
 it is the squared norm of ``R (a_k - A_{:,k})`` with the Cholesky factor ``G = R^T R``.
 
 Layout: ``theta`` is (H, N, K), ``w`` (H, K), ``Q`` (H, d, d).  Stacked products are reshaped to
-single 2-D GEMMs where the layout allows it (a (H*N, K) block times a K x K matrix).
+single 2-D GEMMs where the layout allows it (a (H*N, K) block times a K x K matrix); the
+element-wise passes (softmax, mix, softmax Jacobian) are fused loops (:mod:`.kernels`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dynamics.core.validate import finite_result
+from dynamics.models.yang2024 import kernels
 from dynamics.models.yang2024.data import Problem
 
 
@@ -54,24 +56,26 @@ class Evaluation:
     grad_theta: np.ndarray | None = None
 
 
-def softmax_columns(theta: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def softmax_columns(theta: np.ndarray) -> np.ndarray:
     """``softmax`` over axis 1 (the N prompt tokens) of a (H, N, K) array, maximum subtracted."""
-    out = np.empty_like(theta) if out is None else out
-    np.subtract(theta, theta.max(axis=1, keepdims=True), out=out)
-    np.exp(out, out=out)
-    out *= 1.0 / out.sum(axis=1, keepdims=True)
-    return out
+    return softmax_mix(theta, np.zeros((theta.shape[0], theta.shape[2])))[0]
 
 
-def mix(S: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``a_k = sum_h w_{h,k} s_k^h`` as an (N, K) array."""
-    return np.einsum("hnk,hk->nk", S, w, optimize=False)
+def softmax_mix(theta: np.ndarray, w: np.ndarray) -> tuple:
+    """``(S, a)``: the attention ``S[h, :, k] = s_k^h`` (maximum subtracted) and
+    ``a_k = sum_h w_{h,k} s_k^h`` as an (N, K) array (:mod:`.kernels`)."""
+    theta = np.ascontiguousarray(theta, dtype=np.float64)
+    S = np.empty_like(theta)
+    kernels.shift_by_max(theta, S)
+    np.exp(S, out=S)
+    a = np.empty((theta.shape[1], theta.shape[2]))
+    kernels.normalize_and_mix(S, np.ascontiguousarray(w, dtype=np.float64), a)
+    return S, a
 
 
 def evaluate(prob: Problem, theta: np.ndarray, w: np.ndarray, grad: bool = True) -> Evaluation:
     """Exact ``L``, ``L - L*`` and (``grad``) ``dL/dw``, ``dL/dtheta`` at ``(theta, w)``."""
-    S = softmax_columns(theta)
-    a = mix(S, w)
+    S, a = softmax_mix(theta, w)
     D = a - prob.A
     RD = prob.G_chol @ D
     gap = 0.5 * float(np.einsum("nk,nk->", RD, RD))
@@ -85,10 +89,9 @@ def evaluate(prob: Problem, theta: np.ndarray, w: np.ndarray, grad: bool = True)
 def chain(S: np.ndarray, w: np.ndarray, r: np.ndarray) -> tuple:
     """``(dL/dw, dL/dtheta)`` from ``r = dL/da`` (N x K): ``dL/dw_{h,k} = s_k^h . r_k`` and
     ``dL/dtheta_h[:, k] = w_{h,k} s_k^h * (r_k - s_k^h . r_k)`` (the softmax Jacobian)."""
-    gw = np.einsum("hnk,nk->hk", S, r, optimize=False)
-    gt = np.subtract(r[None, :, :], gw[:, None, :])
-    gt *= S
-    gt *= w[:, None, :]
+    gw = np.empty((S.shape[0], S.shape[2]))
+    gt = np.empty_like(S)
+    kernels.softmax_chain(S, np.ascontiguousarray(w, dtype=np.float64), np.ascontiguousarray(r), gw, gt)
     return gw, gt
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from scipy.special import softmax
 
 from dynamics.core.errors import SimulationDiverged
 from dynamics.core.report import plt, save_figure, write_table
@@ -106,13 +107,11 @@ def yang_convergence(out, quick=False, workers=None):
 # ---- Theorem 2 ----------------------------------------------------------------------------
 def _forward_check(res, params, n=500, seed=1):
     """Largest ``|yhat - yhat*|`` over ``n`` fresh prompts of each test law, relative to the largest
-    ``|yhat*|``: the trained model's output (softmax of its own ``theta_h``) against ridge regression
-    solved in the m-dimensional basis (:func:`.ridge.predict`)."""
+    ``|yhat*|``: the trained model's forward pass (scipy's softmax of its own ``theta_h``) against
+    ridge regression solved in the m-dimensional basis (:func:`.ridge.predict`)."""
     model = res.model
     pr = model.problem
-    from dynamics.models.yang2024.closed_form import mix, softmax_columns
-
-    a = mix(softmax_columns(model.theta_of(res.state)), res.state["w"])
+    a = np.einsum("hnk,hk->nk", softmax(model.theta_of(res.state), axis=1), res.state["w"])
     out = []
     rng = np.random.default_rng(seed)
     for mu, var in (params.get("id_tasks", (0.0, 1.0)), params.get("ood_tasks", (1.0, 4.0))):

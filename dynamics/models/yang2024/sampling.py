@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.models.yang2024.closed_form import chain, mix, softmax_columns
+from dynamics.models.yang2024.closed_form import chain, softmax_mix
 from dynamics.models.yang2024.data import Problem
 
 TASKS = ("gaussian", "rademacher")
@@ -55,8 +55,7 @@ def per_prompt_loss(a: np.ndarray, Y: np.ndarray, N: int) -> np.ndarray:
 
 def batch_loss_grad(prob: Problem, theta: np.ndarray, w: np.ndarray, Y: np.ndarray) -> tuple:
     """``(mean loss, dL/dw, dL/dtheta)`` of one minibatch of prompts ``Y`` (B x K)."""
-    S = softmax_columns(theta)
-    a = mix(S, w)
+    S, a = softmax_mix(theta, w)
     YN = Y[:, :prob.N]
     resid = YN @ a - Y
     B = Y.shape[0]
