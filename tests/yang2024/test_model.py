@@ -39,6 +39,7 @@ def create(**kw):
     (dict(normalize_tokens=False), "normalize_tokens", "used only with data"),
     (dict(ood_tasks=[1.0, -4.0]), "ood_tasks", "var >= 0"),
     (dict(optimizer="adam", parameterisation="reduced"), "parameterisation", "Adam acts entry-wise"),
+    (dict(optimizer="adam", check_step=True), "check_step", "applies to plain steps"),
 ])
 def test_bad_parameters_name_the_parameter_and_rule(kw, name, rule):
     with pytest.raises(ParamError, match=rule) as err:
@@ -75,6 +76,8 @@ def test_user_dictionary(tmp_path):
         Yang2024.create("gd", data=path, d=5)
     with pytest.raises(ParamError, match="N must be <= K = 9"):
         Yang2024.create("gd", data=path, N=10)
+    with pytest.raises(ParamError, match="give one of data and data_seed"):
+        Yang2024.create("gd", data=path, data_seed=3)
     bad = V_all.copy()
     bad[:, 3] = 0
     for arrays, rule in [(dict(V_all=bad, Zhat=Zhat), "non-zero norm"),
@@ -228,3 +231,14 @@ def test_run_directory_figures_and_manifest(tmp_path):
         assert os.path.getsize(out / f) > 0
     resolved = json.loads((out / "config.json").read_text())
     assert "yang2024" in json.dumps(resolved)
+
+
+def test_seeds_of_data_and_initial_state():
+    """seed draws the dictionary and Q_h^(0); data_seed pins the dictionary while seed varies Q_h^(0)."""
+    a, b = create(seed=1), create(seed=2)
+    assert not np.array_equal(a.problem.V_all, b.problem.V_all) and not np.array_equal(a.Q0, b.Q0)
+    c, e = create(seed=1, data_seed=7), create(seed=2, data_seed=7)
+    np.testing.assert_array_equal(c.problem.V_all, e.problem.V_all)
+    np.testing.assert_array_equal(c.problem.Zhat, e.problem.Zhat)
+    assert not np.array_equal(c.Q0, e.Q0)
+    np.testing.assert_array_equal(create(seed=1).Q0, a.Q0)

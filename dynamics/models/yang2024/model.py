@@ -107,6 +107,9 @@ class Yang2024(Model):
                     raise ParamError(name, f"{name} = {values[name]} contradicts the data file, whose arrays give "
                                            f"{name} = {v} (leave {name} out with data)")
             K, m = shape["K"], shape["m"]
+            if "data_seed" in given:
+                raise ParamError("data_seed", "data_seed draws the dictionary, which the data file replaces; give one "
+                                              "of data and data_seed")
         else:
             for name in ("normalize_tokens",):
                 if name in given:
@@ -118,6 +121,9 @@ class Yang2024(Model):
         if values["tau"] == 0 and values["N"] > m:
             raise ParamError("tau", f"tau = 0 needs N <= m (G = Z^T Z + m tau I_N is singular otherwise); got "
                                     f"N = {values['N']}, m = {m}")
+        if "check_step" in given and values.get("optimizer") == "adam":
+            raise ParamError("check_step", "check_step applies to plain steps; Adam's steps are not bounded by the "
+                                           "GD stability limit")
         if values.get("optimizer") == "adam" and values.get("parameterisation") == "reduced":
             raise ParamError("parameterisation", "parameterisation = reduced is for plain GD and the flow: Adam acts "
                                                  "entry-wise on the paper's Q_h (use full or auto)")
@@ -253,7 +259,7 @@ class Yang2024(Model):
                "inference_id": ridge.expected_sq_diff(pr, ev.D, self.factors[0]),
                "inference_ood": ridge.expected_sq_diff(pr, ev.D, self.factors[1])}
         if method == "mc":
-            Y = sampling.sample_labels(pr, rng, int(self.config["n_eval"]))
+            Y = sampling.sample_labels(pr, rng, int(self.config["n_eval"]), self.config["tasks"])
             out["loss_heldout"], out["loss_heldout_se"] = sampling.heldout_loss(ev.a, Y, pr.N)
         return out
 
