@@ -111,9 +111,9 @@ class Yang2024(Model):
                 raise ParamError("data_seed", "data_seed draws the dictionary, which the data file replaces; give one "
                                               "of data and data_seed")
         else:
-            for name in ("normalize_tokens",):
-                if name in given:
-                    raise ParamError(name, f"{name} is used only with data (a user's .npz)")
+            if not values["normalize_tokens"]:
+                raise ParamError("normalize_tokens", "normalize_tokens = false is used only with data (a user's "
+                                                     ".npz); drawn tokens are unit vectors")
             K, m = values["K"], values["m"]
         if values["N"] > K:
             raise ParamError("N", f"N must be <= K = {K} (the prompt's tokens are the first N of the dictionary), "
