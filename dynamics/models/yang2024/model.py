@@ -221,7 +221,8 @@ class Yang2024(Model):
         ood_mu, ood_var = self.config["ood_tasks"]
         obs = {
             "loss": Observable((), "L", "exact population loss 1/2 sum_k E (yhat_k - y_k)^2 at the state"),
-            "gap": Observable((), "L - L*", "distance of the loss to its optimum, 1/2 sum_k (a_k - A_k)^T G (a_k - A_k)"),
+            "gap": Observable((), "L - L*",
+                              "distance of the loss to its optimum, 1/2 sum_k (a_k - A_k)^T G (a_k - A_k)"),
             "loss_per_token": Observable((), "L/K", "population loss per token"),
             "a_dist": Observable(("token",), "|a_k - A_{:,k}|", "Euclidean distance of a_k to the ridge target"),
             "a_dist_max": Observable((), "max_k |a_k - A_{:,k}|", "largest distance of a_k to the ridge target"),

@@ -223,7 +223,8 @@ def yang_fig2(out, quick=False, workers=None):
         rows.append(row)
     table = write_table(os.path.join(out, "fig2"), header, rows,
                         title="Fig 2 (a): losses per token, exact and Monte Carlo (Adam)")
-    return {"table": table, "rows": [dict(zip(header, r)) for r in rows], "L_star_per_token": float(exact.ds["L_star"]) / K}
+    return {"table": table, "rows": [dict(zip(header, r)) for r in rows],
+            "L_star_per_token": float(exact.ds["L_star"]) / K}
 
 
 # ---- Fig 3 --------------------------------------------------------------------------------
