@@ -270,40 +270,47 @@ def yang_fig3(out, quick=False, workers=None):
 
 # ---- Fig 4 --------------------------------------------------------------------------------
 def yang_heads(out, quick=False, workers=None):
-    """Training loss against iterations for H around N: the paper's Adam step for every H, and
-    one common plain GD step (the default step of the largest moderate H); 2/ell_0 per H."""
+    """Training loss against iterations for H around N: one common plain GD step (``1/ell_0`` of
+    the second-largest H, beyond the stability limit of the largest) and the paper's Adam step
+    for every H; the largest stable plain step ``2/ell_0`` per H."""
     base = QUICK if quick else FULL
     N = base["N"]
     Hs = [2, 3, 5, 10, 16, 64] if quick else [8, 16, 30, 64, 128, 400]
-    steps = 3000
+    gd_steps, adam_steps = (3000, 3000) if quick else (12_000, 8000)
     lr = 1e-3 if quick else ADAM_LR
     limits = {H: 2.0 / Yang2024.create("gd", H=H, **base).ell0 for H in Hs}
     eta = 0.5 * limits[Hs[-2]]       # stable for every H up to Hs[-2] (ell_0 grows with H)
-    header = ["H", "H_over_N", "eta_limit0", "gd_eta_Q", "gd_final_gap_rel", "gd_status", "adam_final_gap_rel",
-              "adam_final_loss_per_token", "adam_rises"]
+    header = ["H", "H_over_N", "eta_limit0", "gd_eta_Q", "gd_steps", "gd_final_gap_rel", "gd_status",
+              "adam_steps", "adam_final_gap_rel", "adam_final_loss_per_token", "adam_snapshot_rises"]
     rows, curves = [], {}
     for H in Hs:
         params = dict(base, H=H)
         try:
-            g = simulate("yang2024", "gd", eta_Q=eta, check_step=False, steps=steps, save_at=grid(steps), **params)
+            g = simulate("yang2024", "gd", eta_Q=eta, check_step=False, steps=gd_steps, save_at=grid(gd_steps),
+                         **params)
             gstat = g.status
         except SimulationDiverged as err:
             g, gstat = err.result, f"diverged at t = {int(err.result.t[-1])}"
-        a = simulate("yang2024", "gd", optimizer="adam", eta_Q=lr, steps=steps, save_at=grid(steps),
+        a = simulate("yang2024", "gd", optimizer="adam", eta_Q=lr, steps=adam_steps, save_at=grid(adam_steps),
                      patience=10 ** 9, **params)
         L_star = float(g.ds["L_star"])
         aloss = a.ds["loss"].values
         rises = int(np.sum(np.diff(aloss) > 1e-13 * np.abs(aloss[:-1])))
-        rows.append([H, H / N, limits[H], eta, float(g.ds["gap"].values[-1]) / L_star, gstat,
-                     float(a.ds["gap"].values[-1]) / L_star, float(aloss[-1]) / base["K"], rises])
+        rows.append([H, H / N, limits[H], eta, int(g.t[-1]), float(g.ds["gap"].values[-1]) / L_star, gstat,
+                     adam_steps, float(a.ds["gap"].values[-1]) / L_star, float(aloss[-1]) / base["K"], rises])
         curves[H] = (g, a)
     fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.3), sharey=True)
+    top = 0.0
     for H in Hs:
         for ax, r in zip(axes, curves[H]):
-            L_star = float(r.ds["L_star"])
-            gg = r.ds["gap"].values / L_star
+            gg = r.ds["gap"].values / float(r.ds["L_star"])
+            top = max(top, gg[0])
             keep = np.isfinite(gg) & (gg > 0)
-            ax.semilogy(r.t[keep], gg[keep], label=f"H = {H}")
+            line, = ax.semilogy(r.t[keep], gg[keep], label=f"H = {H}")
+            if r.status == "diverged":
+                ax.plot(r.t[keep][-1], min(gg[keep][-1], 30 * top), "x", color=line.get_color(), ms=9,
+                        label=f"H = {H} diverged")
+    axes[0].set_ylim(top=30 * top)
     axes[0].set_title(f"plain GD, common eta_Q = {eta:.3g} (= 1/ell_0 at H = {Hs[-2]})", fontsize=9)
     axes[1].set_title(f"Adam on the exact gradient, lr {lr:g}", fontsize=9)
     for ax in axes:
