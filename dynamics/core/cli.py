@@ -33,8 +33,9 @@ EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PIPE = 2, 1, 130, 141
 
 
 class ArgParser(argparse.ArgumentParser):
-    """``argparse`` whose errors raise :class:`UsageError` (one line, exit status 2); no
-    abbreviations (``--m`` is never silently taken for ``--model``)."""
+    """``argparse`` whose errors raise :class:`UsageError` (one line, exit status 2).  No prefix
+    abbreviations: a parameter named like the start of another flag (Yang's ``--m`` against
+    ``--model``/``--method``) must reach its own option, never be taken for a prefix."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)

@@ -6,6 +6,7 @@ import importlib
 
 REGISTRY = {
     "huang2024": "dynamics.models.huang2024.model:Huang2024",
+    "yang2024": "dynamics.models.yang2024.model:Yang2024",
     "li2024": "dynamics.models.li2024.model:Li2024",
     "li2024_cot": "dynamics.models.li2024_cot.model:Li2024CoT",
 }
