@@ -126,7 +126,7 @@ def crosscheck(model="huang2024", *, alpha=ALPHA.default, save_at=None, mc_overr
             raise ParamError("model", f"the cross-check needs methods gd and mc; model {cls.name} supports "
                                       f"{', '.join(cls.methods)}")
     alpha = ALPHA.coerce(alpha)
-    params = {**DEFAULTS, **params}
+    params = {**DEFAULTS, **cls.crosscheck_defaults(params), **params}
     split = {m: {k: v for k, v in params.items() if not cls.params[k].methods or m in cls.params[k].methods}
              for m in ("gd", "mc")} if all(k in cls.params for k in params) else None
     if split is None:

@@ -258,6 +258,12 @@ class Model(abc.ABC):
         return out
 
     @classmethod
+    def crosscheck_defaults(cls, given: dict) -> dict:
+        """Parameters the cross-check uses unless given (``given``: what the caller passed), e.g. a
+        smaller step where SGD's second-order bias would otherwise leave the band."""
+        return {}
+
+    @classmethod
     def sweep_outputs(cls) -> dict:
         """Extra sweep outputs ``{name: SweepOutput}`` (see :mod:`dynamics.sweep.spec`)."""
         return {}
