@@ -28,7 +28,7 @@ import numpy as np
 from dynamics.core.jit import jit
 from dynamics.models.huang2024 import _kernels as kern
 from dynamics.models.huang2024.quadrature import (ANCHOR, DELTA, LCUT, MAX_SPREAD, TAIL_TERMS, U_FLUSH, log_phi,
-                                                  scaled_power, snap_step)
+                                                  occurring_range, scaled_power, snap_step)
 
 assert kern.JAC_ORDER == 4 and kern.JAC_SUMS == ((1, 1), (2, 1), (2, 2), (3, 1), (3, 2))
 _LOG2 = math.log(2.0)
@@ -62,14 +62,7 @@ def column_jacobian(theta, p, mult, own, N, sigma2, h, wt, jac_pos, jac_neg):
     G = theta.shape[0]
     jac_pos[:, :] = 0.0
     jac_neg[:, :] = 0.0
-    total = 0.0
-    thmax = -np.inf
-    thmin = np.inf
-    for g in range(G):
-        if mult[g] > 0 and p[g] > 0:  # features that never occur (p = 0) take no part, not even in the spread
-            total += mult[g] * p[g]
-            thmax = max(thmax, theta[g])
-            thmin = min(thmin, theta[g])
+    total, thmax, thmin = occurring_range(theta, p, mult)
     if not (thmax - thmin <= MAX_SPREAD) or not (total > 0.0):
         jac_pos[:, :] = np.nan
         jac_neg[:, :] = np.nan

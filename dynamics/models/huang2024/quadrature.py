@@ -209,6 +209,21 @@ def column_terms(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn
                        workspace(theta.shape[0]), True)
 
 
+
+@jit
+def occurring_range(theta, p, mult):
+    """``(sum_g mult_g p_g, max theta_g, min theta_g)`` over the classes whose features occur
+    (``mult_g > 0`` and ``p_g > 0``): features that never occur take no part, not even in the spread."""
+    total = 0.0
+    thmax = -np.inf
+    thmin = np.inf
+    for g in range(theta.shape[0]):
+        if mult[g] > 0 and p[g] > 0:
+            total += mult[g] * p[g]
+            thmax = max(thmax, theta[g])
+            thmin = min(thmin, theta[g])
+    return total, thmax, thmin
+
 @jit
 def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_out, parts, work, split):
     """:func:`column_terms` on the scratch array ``work = workspace(G)`` (no allocation).
@@ -239,16 +254,7 @@ def column_core(theta, p, mult, own, N, sigma2, h, wt, grad_pos, grad_neg, attn_
     suf22 = work[16]
     wv = work[17]
     dlo = work[18]
-    total = 0.0
-    thmax = -np.inf
-    thmin = np.inf
-    for g in range(G):
-        if mult[g] > 0 and p[g] > 0:  # features that never occur (p = 0) take no part, not even in the spread
-            total += mult[g] * p[g]
-            if theta[g] > thmax:
-                thmax = theta[g]
-            if theta[g] < thmin:
-                thmin = theta[g]
+    total, thmax, thmin = occurring_range(theta, p, mult)
     if not (thmax - thmin <= MAX_SPREAD) or not (total > 0.0):
         for g in range(G):
             grad_pos[g] = np.nan

@@ -36,6 +36,16 @@ def _title(res):
     return f"N={c['N']}, K={c['K']}, d={c['d']}, m={c['m']}, H={c['H']}, tau={c['tau']:g} ({res.method})"
 
 
+def _finish(fig, ax, res, xlabel, ylabel, path, legend=True):
+    """Axis labels, the run's setting as title, the legend; then the atomic PNG write."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(_title(res), fontsize=9)
+    if legend:
+        ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
 def loss_gap(res, path):
     """``L - L*`` against iterations on a log axis, with the fitted geometric rate."""
     ds = res.ds
@@ -52,11 +62,7 @@ def loss_gap(res, path):
                     label=f"fit: $\\rho$ = 1 - {1 - rate.rho:.3g} per step ($R^2$ = {rate.r2:.4f})")
     if L_star > 0:
         ax.axhline(RESOLUTION * L_star, color="0.6", lw=0.8, ls=":", label="float64 resolution of $L$ (2.2e-16 $L^*$)")
-    ax.set_xlabel("GD iteration t")
-    ax.set_ylabel("$L - L^*$")
-    ax.set_title(_title(res), fontsize=9)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, res, "GD iteration t", "$L - L^*$", path)
 
 
 def inference(res, path):
@@ -71,11 +77,7 @@ def inference(res, path):
         mean, se = series(ds, name)
         _band(ax, t, mean[keep], None if se is None else se[keep], ax.loglog, label=label)
     ax.axhline(float(ds["L_star"]) / res.model.problem.K, color="k", ls="--", lw=0.8, label="$L^*/K$")
-    ax.set_xlabel("iteration t")
-    ax.set_ylabel("loss per token")
-    ax.set_title(_title(res), fontsize=9)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return _finish(fig, ax, res, "iteration t", "loss per token", path)
 
 
 def sigma_min(res, path):
@@ -85,10 +87,7 @@ def sigma_min(res, path):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     keep = res.t > 0
     _band(ax, res.t[keep], mean[keep], None if se is None else se[keep], ax.semilogx)
-    ax.set_xlabel("iteration t")
-    ax.set_ylabel("$\\min_k \\sigma_{\\min}(B_k)$")
-    ax.set_title(_title(res), fontsize=9)
-    return save_figure(fig, path)
+    return _finish(fig, ax, res, "iteration t", "$\\min_k \\sigma_{\\min}(B_k)$", path, legend=False)
 
 
 def run_figures(res, outdir) -> list:
