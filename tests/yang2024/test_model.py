@@ -40,11 +40,23 @@ def create(**kw):
     (dict(ood_tasks=[1.0, -4.0]), "ood_tasks", "var >= 0"),
     (dict(optimizer="adam", parameterisation="reduced"), "parameterisation", "Adam acts entry-wise"),
     (dict(optimizer="adam", check_step=True), "check_step", "applies to plain steps"),
+    (dict(eta_fraction=1.0), "eta_fraction", "eta_fraction must be a finite number > 0 and < 1"),
+    (dict(eta_fraction=0.2, eta_Q=0.01), "eta_fraction", "give one of eta_Q and eta_fraction"),
+    (dict(optimizer="adam", eta_fraction=0.2), "eta_fraction", "Adam's default learning rate"),
 ])
 def test_bad_parameters_name_the_parameter_and_rule(kw, name, rule):
     with pytest.raises(ParamError, match=rule) as err:
         create(**kw)
     assert err.value.name == name
+
+
+def test_eta_fraction_sets_the_default_step():
+    """The default plain step is eta_fraction x 2/ell_0 (0.5 x: 1/ell_0)."""
+    m = create()
+    assert m.learning_rates("gd")["theta"] == pytest.approx(1.0 / m.ell0, rel=1e-15)
+    m = create(eta_fraction=0.1, gamma=2.0)
+    lr = m.learning_rates("gd")
+    assert lr["theta"] == pytest.approx(0.2 / m.ell0, rel=1e-15) and lr["w"] == pytest.approx(4 * lr["theta"])
 
 
 def test_options_of_other_methods_are_refused():
