@@ -258,3 +258,23 @@ def test_seeds_of_data_and_initial_state():
     np.testing.assert_array_equal(c.problem.Zhat, e.problem.Zhat)
     assert not np.array_equal(c.Q0, e.Q0)
     np.testing.assert_array_equal(create(seed=1).Q0, a.Q0)
+
+
+# ---------------------------------------------------------------- sweep
+def test_sweep_over_heads_gives_the_numbers_of_single_runs(tmp_path):
+    """A sweep over H (threads) records, per point, the final gap and a_dist of the same run made
+    directly, bit for bit."""
+    import xarray as xr
+
+    from dynamics.sweep import run_sweep
+
+    fixed = {**{k: v for k, v in SMALL.items() if k != "H"}, "steps": 300}
+    out = str(tmp_path / "y.nc")
+    rep = run_sweep(dict(model="yang2024", fixed=fixed, sweep=dict(H=[2, 8]),
+                         outputs=dict(final=["gap", "a_dist_max"])), out, workers=1, processes=False)
+    assert rep.ok
+    ds = xr.open_dataset(out)
+    for H in (2, 8):
+        r = simulate("yang2024", **{**fixed, "H": H})
+        assert float(ds["final_gap"].sel(H=H)) == float(r.ds["gap"].values[-1])
+        assert float(ds["final_a_dist_max"].sel(H=H)) == float(r.ds["a_dist_max"].values[-1])
