@@ -11,7 +11,7 @@ Prints, for both:
    new code, the bare kernel, i.e. the Python overhead above it;
 4. exact GD steps per second (1e5 steps) at the three settings.
 
-The old code runs in a subprocess from a temporary git worktree of the given commit.
+The old code runs in a subprocess from a temporary `git archive` copy of the given commit.
 Run: python benchmarks/bench_flow.py [--old REV]
 """
 from __future__ import annotations
@@ -76,13 +76,14 @@ print(json.dumps(out))
 
 
 def old_numbers(rev):
-    """Run :data:`OLD` in a worktree of ``rev``; returns its JSON."""
-    path = os.path.join(tempfile.gettempdir(), f"icl-dynamics-{rev}")
-    if not os.path.isdir(path):
-        subprocess.run(["git", "-C", ROOT, "worktree", "add", "--detach", path, rev], check=True,
-                       capture_output=True)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, "-c", OLD], cwd=path, capture_output=True, text=True, env=env, check=True)
+    """Run :data:`OLD` in an exported copy of ``rev`` (``git archive``: the repository's own
+    worktree list is left alone; the copy is deleted afterwards); returns its JSON."""
+    with tempfile.TemporaryDirectory(prefix=f"icl-dynamics-{rev}-") as path:
+        tar = subprocess.run(["git", "-C", ROOT, "archive", rev], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", path], input=tar, check=True)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        r = subprocess.run([sys.executable, "-c", OLD], cwd=path, capture_output=True, text=True, env=env,
+                           check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
