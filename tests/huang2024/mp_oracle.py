@@ -21,21 +21,9 @@ and the plain formulas of MODEL.md section 2 (``1 - 2 Attn_k + S``; ``2 Attn_m (
 """
 from __future__ import annotations
 
-import itertools
-
 import mpmath as mp
 
-
-def count_vectors(K: int, N: int):
-    """Every ``c`` in ``N^K`` with ``sum(c) = N`` (stars and bars)."""
-    for bars in itertools.combinations(range(N + K - 1), K - 1):
-        prev = -1
-        c = []
-        for b in bars:
-            c.append(b - prev - 1)
-            prev = b
-        c.append(N + K - 2 - prev)
-        yield c
+from dynamics.models.huang2024.bruteforce import count_vectors
 
 
 def _mpf(x):
@@ -64,7 +52,7 @@ def column(theta_col, p, k: int, N: int, sigma2: float = 0.0, dps: int = 50) -> 
         out = {key: zero for key in ("ell_present", "ell_absent", "rest", "absent", "ell_plain")}
         for key in ("attn", "grad_pos", "grad_neg", "grad_plain"):
             out[key] = [zero] * K
-        for cv in count_vectors(K, N):
+        for cv in count_vectors(K, N).tolist():
             w = fact[N]
             for i in range(K):
                 if cv[i]:
