@@ -215,8 +215,11 @@ def test_ctrl_c_exits_130_with_one_line_and_keeps_the_points_done(tmp_path):
         """))
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    # A shell without job control starts background jobs with SIGINT ignored, and a child inherits
+    # that (CI may run the suite so): restore the default, as a terminal's foreground job has it.
     proc = subprocess.Popen([sys.executable, "-m", "dynamics.sweep", "s.toml", "--workers", "1", "--threads"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.time() + 120
     while time.time() < deadline:  # the point with 10 steps reports before the long one ends
