@@ -49,8 +49,9 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
 9.  Optional: :meth:`figures` (the run directory's PNGs), :meth:`summary` (lines printed after a
     run), :attr:`result_type` (a :class:`~dynamics.core.trajectory.Result` subclass with
     accessors named after the paper's symbols), :meth:`sweep_outputs` (extra sweep outputs
-    such as Huang's phase times) and :attr:`reproduce_targets` (``python -m dynamics.reproduce``
-    targets: name -> "module:function").
+    such as Huang's phase times), :meth:`crosscheck_defaults` (parameters the cross-check uses
+    unless given: Yang's smaller step) and :attr:`reproduce_targets` (``python -m
+    dynamics.reproduce`` targets: name -> "module:function").
 10. Numbers: float64 throughout, softmax with the maximum subtracted, and non-finite values stop
     the computation with a message that says where (:func:`dynamics.core.validate.finite_result`).
 """
