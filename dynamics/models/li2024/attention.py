@@ -38,14 +38,20 @@ from dynamics.core.jit import jit
 
 
 @jit
+def _matvec(W, x, out):
+    """``out = W x`` (rows of ``W`` against ``x``), a plain loop summed in index order."""
+    for k in range(W.shape[0]):
+        acc = 0.0
+        for j in range(W.shape[1]):
+            acc += W[k, j] * x[j]
+        out[k] = acc
+
+
+@jit
 def attention_forward(W_Q, W_K, cols, n, pq, t, u, s, attn, pbar):
     """Softmax attention of the query ``pq`` over the first ``n`` rows of ``cols`` (module doc)."""
     da, d = W_Q.shape
-    for k in range(da):
-        acc = 0.0
-        for j in range(d):
-            acc += W_Q[k, j] * pq[j]
-        t[k] = acc
+    _matvec(W_Q, pq, t)
     for j in range(d):
         u[j] = 0.0
     for k in range(da):
@@ -95,11 +101,7 @@ def attention_backward(W_K, cols, n, pq, t, attn, pbar, gp, scale, gW_Q, gW_K, r
         e = attn[i] * (acc - base)
         for j in range(d):
             r[j] += e * cols[i, j]
-    for k in range(da):
-        acc = 0.0
-        for j in range(d):
-            acc += W_K[k, j] * r[j]
-        wkr[k] = acc
+    _matvec(W_K, r, wkr)
     for k in range(da):
         tk = scale * t[k]
         wk = scale * wkr[k]

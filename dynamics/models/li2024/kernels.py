@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024.attention import attention_backward, attention_forward
+from dynamics.models.li2024.attention import attention_backward, attention_forward, workspace
 
 
 @jit
@@ -52,13 +52,6 @@ def _mlp_forward(W_V, W_O, a, pbar, v, h):
 
 
 @jit
-def _forward_scratch(da, d, L1, dv, m):
-    """Work arrays of one prompt's forward pass: scores ``t``, ``u``, ``s``, attention, the
-    attended mean ``pbar``, value ``v`` and hidden layer ``h``."""
-    return np.empty(da), np.empty(d), np.empty(L1), np.empty(L1), np.empty(d), np.empty(dv), np.empty(m)
-
-
-@jit
 def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
     """Mean hinge loss over the batch and its exact (sub)gradient (module docstring).
 
@@ -74,12 +67,12 @@ def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, 
     gW_V[:] = 0.0
     gW_O[:] = 0.0
     ga[:] = 0.0
-    t, u, s, attn, pbar, v, h = _forward_scratch(da, d, L1, dv, m)
+    t, u, s, attn, pbar, r, wkr = workspace(da, d, L1)
+    v = np.empty(dv)
+    h = np.empty(m)
     g = np.empty(m)
     gv = np.empty(dv)
     gp = np.empty(d)
-    r = np.empty(d)
-    wkr = np.empty(da)
     inv = 1.0 / B
     total = 0.0
     for b in range(B):
@@ -126,7 +119,9 @@ def forward_batch(W_Q, W_K, W_V, W_O, a, P, ncols, same, F, mass):
     dv = W_V.shape[0]
     m = W_O.shape[0]
     nsame = same.shape[1]
-    t, u, s, attn, pbar, v, h = _forward_scratch(da, d, L1, dv, m)
+    t, u, s, attn, pbar, _, _ = workspace(da, d, L1)
+    v = np.empty(dv)
+    h = np.empty(m)
     for b in range(B):
         cols = P[b]
         attention_forward(W_Q, W_K, cols, ncols, cols[L1 - 1], t, u, s, attn, pbar)
