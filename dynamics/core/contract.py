@@ -51,7 +51,8 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
     accessors named after the paper's symbols), :meth:`sweep_outputs` (extra sweep outputs
     such as Huang's phase times), :meth:`crosscheck_defaults` (parameters the cross-check uses
     unless given: Yang's smaller step) and :attr:`reproduce_targets` (``python -m
-    dynamics.reproduce`` targets: name -> "module:function").
+    dynamics.reproduce`` targets: name -> "module:function") and :attr:`claims` (``python -m
+    dynamics.claims`` ledger rows: ``"module:NAME"`` of a tuple of :class:`dynamics.core.claims.Claim`).
 10. Numbers: float64 throughout, softmax with the maximum subtracted, and non-finite values stop
     the computation with a message that says where (:func:`dynamics.core.validate.finite_result`).
 """
@@ -120,6 +121,8 @@ class Model(abc.ABC):
     method_defaults: ClassVar[dict] = {}
     result_type: ClassVar[type | None] = None
     reproduce_targets: ClassVar[dict] = {}
+    claims: ClassVar[str | None] = None
+    """``"module:NAME"`` of the model's tuple of :class:`dynamics.core.claims.Claim` (the ledger)."""
 
     def __init__(self, **params):
         """``params``: the resolved values of every declared parameter (see :meth:`create`)."""
