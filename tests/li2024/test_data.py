@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
 
-from dynamics.models.li2024 import patterns
+from dynamics.models.shared import patterns
 from dynamics.models.li2024.data import all_tasks, covers, training_tasks
 from dynamics.models.li2024.model import Li2024, build_data
 

@@ -11,25 +11,7 @@ import numpy as np
 import pytest
 
 from dynamics.models.li2024 import baselines, reproduce
-
-
-def read(path):
-    with open(path) as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
-
-
-def lookup(rows, *keys, value=-2, se=-1):
-    """``(value, se)`` of the row whose leading cells equal ``keys``."""
-    for r in rows:
-        if all(str(k) == r[i] for i, k in enumerate(keys)):
-            return float(r[value]), float(r[se])
-    raise KeyError(keys)
-
-
-def apart(hi, lo, k=5.0):
-    """``hi`` exceeds ``lo`` by more than ``k`` standard errors of the difference."""
-    return hi[0] - lo[0] > k * np.hypot(hi[1], lo[1])
+from tests.tables import apart, lookup, read
 
 
 def test_li_ood_error_falls_with_s1(tmp_path):

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from dynamics.models.li2024_cot.decoding import mean_se, per_prompt
+from dynamics.core.stats import mean_se
+from dynamics.models.li2024_cot.decoding import per_prompt
 from dynamics.models.li2024_cot.model import Li2024CoT
 
 

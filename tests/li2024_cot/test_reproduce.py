@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 from dynamics.models.li2024_cot import reproduce
-from tests.li2024.test_reproduce import apart, lookup, read  # the same table helpers as the ICML system
+from tests.tables import apart, lookup, read
 
 
 def test_cot_vs_icl(tmp_path):

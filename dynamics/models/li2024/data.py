@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024 import patterns
+from dynamics.models.shared import patterns
 
 DOMAINS = ("train", "id", "ood")
 """``train``: tasks ``T_tr``; ``id``: unseen in-domain tasks ``T \\ T_tr``; ``ood``: tasks ``T'``."""

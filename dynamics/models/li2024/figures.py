@@ -4,31 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.report import plt, save_figure
-
-LINTHRESH = 1e-3
-"""Error axes are symlog, linear below 1e-3, so that an error of exactly 0 is still drawn."""
-
-
-def _err_axis(ax, xlabel="test prompt length l_ts"):
-    ax.set_yscale("symlog", linthresh=LINTHRESH)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
-
-
-def curves(path, panels, title, ylabel="classification error"):
-    """``panels``: list of ``(panel title, {label: (x, mean, se)})``; one errorbar line per label."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (sub, lines) in zip(axes[0], panels):
-        for label, (x, y, se) in lines.items():
-            ax.errorbar(x, y, yerr=se, marker="o", ms=3, capsize=2, label=label)
-        _err_axis(ax)
-        ax.set_ylabel(ylabel)
-        ax.set_title(sub, fontsize=10)
-        ax.legend(fontsize=8)
-    fig.suptitle(title, fontsize=11)
-    return save_figure(fig, path)
-
+from dynamics.models.shared.figures import curves, err_axis  # noqa: F401 (curves: reproduce targets)
 
 def pruning(path, rates, lines_err, lines_hinge, norms):
     """Error and hinge loss against pruning rate (``{method: (mean, se)}`` arrays) and the

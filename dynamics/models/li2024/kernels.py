@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024.attention import attention_backward, attention_forward, workspace
+from dynamics.models.shared.attention import attention_backward, attention_forward, workspace
 
 
 @jit

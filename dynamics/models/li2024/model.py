@@ -15,7 +15,8 @@ import numpy as np
 from dynamics.core.contract import Block, Model, Observable, declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
-from dynamics.models.li2024 import analysis, patterns
+from dynamics.models.li2024 import analysis
+from dynamics.models.shared import patterns
 from dynamics.models.li2024.data import DataModel, Prompts, all_tasks, training_tasks
 from dynamics.models.li2024.evaluation import evaluate
 from dynamics.models.li2024.kernels import loss_grad_batch

@@ -20,22 +20,13 @@ randomness, the draw of ``T_tr`` and the test-prompt noise.
 from __future__ import annotations
 
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 
+from dynamics.core.stats import mean_se
 from dynamics.models.li2024.evaluation import evaluate
 from dynamics.models.li2024.model import build_data
-
-
-@dataclass
-class Replica:
-    """One trained replica: its ``model`` (data model and configuration), the run's ``ds``
-    (``t`` and the model's dimensions) and the final ``state``."""
-
-    model: object
-    ds: object
-    state: dict
+from dynamics.models.shared.replicas import Replica, from_result
 
 
 def train_one(seed: int, steps: int, batch: int, snapshots: int, n_eval: int, params: dict) -> Replica:
@@ -44,7 +35,7 @@ def train_one(seed: int, steps: int, batch: int, snapshots: int, n_eval: int, pa
 
     res = simulate("li2024", method="mc", seed=int(seed), replicas=1, steps=int(steps), batch=int(batch),
                    snapshots=int(snapshots), n_eval=int(n_eval), **params)
-    return Replica(res.model, res.ds.isel(replica=0), {k: v[0] for k, v in res.state.items()})
+    return from_result(res)
 
 
 def _train_job(args):
@@ -64,10 +55,8 @@ def train_replicas(replicas: int, seed: int, steps: int, batch: int, snapshots: 
     return [train_one(*job) for job in jobs]
 
 
-def replica_mean(values) -> tuple:
-    """Mean over replicas and its standard error (``nan`` with one replica)."""
-    v = np.asarray(values, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else float("nan")
+replica_mean = mean_se
+"""Mean over replicas and its standard error (:func:`dynamics.core.stats.mean_se`)."""
 
 
 def error_grid(reps, *, domain: str, lengths, n: int, seed: int, overrides=None, key="error",

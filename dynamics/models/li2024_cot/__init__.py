@@ -7,5 +7,5 @@ their exact statistics ``B^f, tau^f, tau_o^f, rho^f, rho_o^f``, Condition 1, and
 gradients), :mod:`.decoding` (greedy CoT, ICL, attention masses), :mod:`.model` (the contract),
 :mod:`.training` (replicas through ``simulate``), :mod:`.figures`, :mod:`.reproduce`.  The
 orthonormal patterns, the alpha-fraction rule and the one-prompt attention kernels are shared
-with the ICML 2024 system (:mod:`dynamics.models.li2024.patterns`, :mod:`.attention`).
+with the ICML 2024 system (:mod:`dynamics.models.shared.patterns`, :mod:`.attention`).
 """

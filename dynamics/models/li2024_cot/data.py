@@ -3,7 +3,7 @@ patterns, positional encodings, reasoning chains and prompt columns.
 
 Patterns.  ``M`` orthonormal training-relevant (TRR) patterns ``mu_1..mu_M`` and ``K`` positional
 encodings ``c_0..c_{K-1}`` orthonormal to them (scaled by ``pe_scale``) in ``R^{d_x}``
-(:func:`~dynamics.models.li2024.patterns.orthonormal_sets`); ``M'`` test-relevant (TSR) patterns
+(:func:`~dynamics.models.shared.patterns.orthonormal_sets`); ``M'`` test-relevant (TSR) patterns
 ``mu'_j = sum_i c_{j,i} mu_i`` with coefficient sum ``S1`` (:func:`.patterns.coefficients`,
 :func:`.patterns.combine`).
 
@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024 import patterns
+from dynamics.models.shared import patterns
 from dynamics.models.li2024_cot import transitions
 
 

@@ -137,10 +137,3 @@ def per_prompt(model, state, rng, n: int, *, domain: str = "test", length: int |
         left -= m
     return {key: np.concatenate(v) for key, v in parts.items()}
 
-
-def mean_se(x, axis: int = 0):
-    """Mean and standard error of the mean (``ddof = 1``) along ``axis``."""
-    x = np.asarray(x, dtype=np.float64)
-    m = x.shape[axis]
-    se = x.std(axis=axis, ddof=1) / np.sqrt(m) if m > 1 else np.full_like(x.mean(axis=axis), np.nan)
-    return x.mean(axis=axis), se

@@ -8,7 +8,7 @@ over the ``n`` columns before the query (column ``n``), and the squared loss
 ``l = 1/2 |z - F|^2``.  Per prompt, with ``g = dl/dF = F - z``:
 
     dl/dW_V = g pbar^T,      gp = W_V^T g = dl/dpbar,
-    dl/dW_Q, dl/dW_K         from the shared :func:`~dynamics.models.li2024.attention.attention_backward`
+    dl/dW_Q, dl/dW_K         from the shared :func:`~dynamics.models.shared.attention.attention_backward`
                              given ``gp`` (``e_i = attn_i (p~_i - pbar)^T gp``,
                              ``dl/dW_K = (W_Q p~_q)(sum_i e_i p~_i)^T``, ``dl/dW_Q = W_K (sum_i e_i p~_i) p~_q^T``).
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
-from dynamics.models.li2024.attention import attention_backward, attention_forward, workspace
+from dynamics.models.shared.attention import attention_backward, attention_forward, workspace
 
 
 @jit

@@ -16,10 +16,11 @@ import numpy as np
 from dynamics.core.contract import Block, Model, Observable, declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
-from dynamics.models.li2024 import patterns
+from dynamics.models.shared import patterns
 from dynamics.models.li2024_cot import transitions
 from dynamics.models.li2024_cot.data import DataModel
-from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, mean_se, per_prompt
+from dynamics.core.stats import mean_se
+from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, per_prompt
 from dynamics.models.li2024_cot.kernels import loss_grad_batch
 from dynamics.models.li2024_cot.params import METHOD_DEFAULTS, PARAMS
 

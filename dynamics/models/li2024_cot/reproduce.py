@@ -18,8 +18,8 @@ import numpy as np
 from scipy import stats as sps
 
 from dynamics.core.report import write_table
-from dynamics.models.li2024.figures import curves
-from dynamics.models.li2024.training import replica_mean
+from dynamics.models.shared.figures import curves
+from dynamics.core.stats import mean_se as replica_mean
 from dynamics.models.li2024_cot import figures
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES
 from dynamics.models.li2024_cot.params import PARAMS

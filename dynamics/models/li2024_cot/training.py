@@ -12,7 +12,7 @@ Trained states are evaluated on grids of *test* parameters (``alpha_test``, ``ta
 random numbers: the generator of grid point ``(replica, length)`` is seeded by ``(seed, r,
 length)`` whatever the other test parameters, so curves are compared on the same uniforms.
 Means over replicas come with the standard error of the replica mean
-(:func:`dynamics.models.li2024.training.replica_mean`): it contains the training randomness and
+(:func:`dynamics.core.stats.mean_se`): it contains the training randomness and
 the test-prompt noise.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from dynamics.models.li2024.training import Replica
+from dynamics.models.shared.replicas import Replica, from_result
 from dynamics.models.li2024_cot.decoding import per_prompt
 
 MODEL = "li2024_cot"
@@ -35,7 +35,7 @@ def _run(job):
     seed, steps, snapshots, n_eval, save_at, params = job
     res = simulate(MODEL, method="mc", seed=int(seed), replicas=1, steps=int(steps), snapshots=int(snapshots),
                    n_eval=int(n_eval), save_at=save_at, **params)
-    return Replica(res.model, res.ds.isel(replica=0), {k: v[0] for k, v in res.state.items()})
+    return from_result(res)
 
 
 def train_replicas(replicas: int, seed: int, steps: int, *, snapshots: int = 2, n_eval: int = 200, save_at=None,

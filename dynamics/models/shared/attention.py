@@ -18,7 +18,7 @@ Shapes: ``W_Q, W_K`` are ``(d_a, d)``; ``cols`` is ``(n_total, d)`` and the firs
 are attended; ``p_query`` is ``(d,)``.  Work arrays are passed in so a batch loop allocates
 nothing.  Every function is compiled with :func:`dynamics.core.jit.jit`.
 
-API (stable; the chain-of-thought system calls it)
+API (stable; li2024 and li2024_cot call it)
 --------------------------------------------------
 ``attention_forward(W_Q, W_K, cols, n, pq, t, u, s, attn, pbar)``
     Fills ``t = W_Q pq``, ``u = W_K^T t``, scores ``s[:n]``, ``attn[:n]`` (softmax with the
