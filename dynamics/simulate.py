@@ -82,7 +82,7 @@ def simulate(model="huang2024", method=None, *, init=None, save_at=None, progres
     observables = dict(m.observables(method))
     if method == "mc":
         observables["train_loss"] = TRAIN_LOSS
-    recorder = Recorder(observables, m.coords(), save_at, replicas=int(c["replicas"]) if method == "mc" else None)
+    recorder = Recorder(observables, m.dim_labels(), save_at, replicas=int(c["replicas"]) if method == "mc" else None)
     state = _initial_state(m, method, init)
     bar = make_progress(steps * (int(c["replicas"]) if method == "mc" else 1), f"{m.name} {method}",
                         show=progress) if progress else Silent()
@@ -152,7 +152,7 @@ def _result(m, method, recorder, times, state, status, message, extra, t0) -> Re
         ds["first_below"] = (dims, np.asarray(first, dtype=np.float64),
                              {"description": "first iteration with gap <= level (exact; NaN: not reached)"})
         ds = ds.assign_coords(level=("level", np.asarray(extra["levels"], dtype=np.float64)))
-    cls = getattr(m, "result_type", None) or Result
+    cls = m.result_type or Result
     return cls(ds=ds, state=state, model=m, method=method, status=status, message=message,
                wall_s=time.perf_counter() - t0, extra=extra)
 

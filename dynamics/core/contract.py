@@ -12,26 +12,26 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
 
 1.  Create ``dynamics/models/<name>/`` and subclass :class:`Model` in its ``model.py``; add one
     line to :data:`dynamics.models.REGISTRY`.  Nothing outside the subpackage changes.
-2.  Set ``name`` (the registry name used by ``--model`` and in sweep specs), ``title`` and
-    ``reference`` (the paper).
+2.  Set ``name`` (the registry name used by ``--model`` and in sweep specs) and ``reference``
+    (the paper).
 3.  Declare every parameter of the system once, in ``params = declare(own, methods,
     method_defaults)`` (:func:`declare` adds ``seed`` and the methods' parameters to the model's
     own :class:`~dynamics.core.params.ParamSet`): type, default, rule, and help text that names
-    the paper's symbol.  Every modelling choice a source leaves open is a parameter with a
+    the paper's symbol; ``method_defaults`` overrides the defaults of the methods' own
+    parameters (``steps``, ``batch``, ...) for this model.  Every modelling choice a source leaves open is a parameter with a
     documented default.  Flags, TOML keys, sweep keys, validation and the manifest all come
     from this declaration.  Rules between parameters go in :meth:`Model.check`, which raises
     :class:`~dynamics.core.params.ParamError` naming the parameter; an option that was given
     but would not be used is refused there too.
 4.  List the supported methods in ``methods`` (a subset of ``("gd", "flow", "mc")``); a method
-    not listed is refused with a one-line error.  ``method_defaults`` overrides the defaults of
-    the methods' own parameters (``steps``, ``batch``, ...) for this model.
+    not listed is refused with a one-line error.
 5.  The state is a dict of named numpy arrays, the *blocks* (Huang: the reduced coordinates
     ``coords``; Yang: ``theta`` or ``Q``, and ``w``; H. Li: ``W_Q``, ``W_K``, ``W_V``,
     ``W_O``).  :meth:`blocks` declares, per method, each block's shape, paper symbol and the
     name of the step-size parameter that moves it; :meth:`initial_state` builds the initial
     state (from ``rng`` when it is random).
 6.  Observables: :meth:`observables` declares, per method, what can be recorded: a name,
-    named dimensions, the paper's symbol and a sentence; :meth:`coords` gives the labels of the
+    named dimensions, the paper's symbol and a sentence; :meth:`dim_labels` gives the labels of the
     model's dimensions; :meth:`observe` computes them at a state.  Monte Carlo observables may
     come with a standard error under the name ``<name>_se``.  Time-independent references
     (an optimum such as ``L_k^*`` or ``L*``, theory curves) come from :meth:`references`.
@@ -114,11 +114,9 @@ class Model(abc.ABC):
     """Base class of every model; see the module docstring for the rules."""
 
     name: ClassVar[str]
-    title: ClassVar[str]
     reference: ClassVar[str]
     params: ClassVar[ParamSet]
     methods: ClassVar[tuple]
-    method_defaults: ClassVar[dict] = {}
     result_type: ClassVar[type | None] = None
     reproduce_targets: ClassVar[dict] = {}
     claims: ClassVar[str | None] = None
@@ -186,7 +184,7 @@ class Model(abc.ABC):
     def observables(self, method: str) -> dict:
         """``{name: Observable}`` recorded by this method."""
 
-    def coords(self) -> dict:
+    def dim_labels(self) -> dict:
         """``{dimension: labels}`` of the model's own dimensions (query class, head, ...)."""
         return {}
 
@@ -212,7 +210,7 @@ class Model(abc.ABC):
         with a step size).  The flow integrates only these; Huang's empty classes never move."""
         return {}
 
-    def hessian(self, state: dict):
+    def direction_jacobian(self, state: dict):
         """Optional: ``d direction / d state`` over the concatenated, flattened blocks (C order, in
         the order of :meth:`blocks`), for implicit flow integrators; None when not available."""
         return None

@@ -48,7 +48,7 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
 
     ``eps``: stop at the first time every gap is ``<= eps`` (an integrator event).  ``integrator``:
     a :func:`scipy.integrate.solve_ivp` method; it gets the model's exact Jacobian
-    (:meth:`Model.hessian`) when the model has one, instead of finite differences.
+    (:meth:`Model.direction_jacobian`) when the model has one, instead of finite differences.
     ``extra['first_below']``: for every part and level, the first time its gap falls to the
     level (NaN if never), located on the dense output.
     """
@@ -74,10 +74,10 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
     order = [names.index(b) for b in pk.names]
 
     def jac(t, y):
-        H = model.hessian(pk.unpack(y, work))
+        H = model.direction_jacobian(pk.unpack(y, work))
         return -pk.lr[:, None] * H[np.ix_(flat, flat)]
 
-    has_jac = model.hessian(work) is not None and order == sorted(order)
+    has_jac = model.direction_jacobian(work) is not None and order == sorted(order)
 
     def gap_at(y):
         return model.loss_grad(pk.unpack(y, work)).gap

@@ -9,7 +9,7 @@ from dynamics.simulate import build, simulate
 def test_hessian_matches_central_differences_of_the_exact_gradient():
     m = build("huang2024", "flow", K=10, N=100)
     c = np.array([[2.0, 0.0, -0.5], [1.5, 0.7, -0.3]])
-    H = m.hessian({"coords": c})
+    H = m.direction_jacobian({"coords": c})
     d = 1e-5
     fd = np.zeros_like(H)
     for i in range(c.size):

@@ -81,7 +81,7 @@ def _train(steps=600, train_set=0, **kw):
     model = Li2024.create(**kw)
     model.n_eval = 200
     save = np.array([0, steps // 2, steps])
-    rec = Recorder(model.observables("mc"), model.coords(), save, replicas=2)
+    rec = Recorder(model.observables("mc"), model.dim_labels(), save, replicas=2)
     final, _ = run_mc(model, steps=steps, save_at=save, recorder=rec, seed=3, replicas=2, batch=32,
                       train_set=train_set)
     return model, rec.dataset(), final

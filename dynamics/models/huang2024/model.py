@@ -24,6 +24,7 @@ from dynamics.models.huang2024.classes import ClassStructure
 from dynamics.models.huang2024.engine import ReducedEvaluation
 from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
+from dynamics.models.huang2024.result import HuangResult
 from dynamics.models.huang2024.theory import optimum
 
 PARAMS = ParamSet([
@@ -63,11 +64,10 @@ class Huang2024(Model):
     """
 
     name = "huang2024"
-    title = "One-layer softmax attention learning linear functions (Huang, Cheng, Liang)"
     reference = "Y. Huang, Y. Cheng, Y. Liang, In-Context Convergence of Transformers, ICML 2024"
     methods = ("gd", "flow", "mc")
-    method_defaults = {"steps": 100_000, "batch": 1000, "snapshots": 200}
-    params = declare(PARAMS, methods, method_defaults)
+    result_type = HuangResult
+    params = declare(PARAMS, methods, {"steps": 100_000, "batch": 1000, "snapshots": 200})
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
 
@@ -132,7 +132,7 @@ class Huang2024(Model):
     def movable(self, method):
         return {"coords": self._m_col > 0} if method != "mc" else {}
 
-    def coords(self):
+    def dim_labels(self):
         names = np.array(self.structure.names)
         return {"query_class": names, "key_class": names}
 
@@ -191,7 +191,7 @@ class Huang2024(Model):
         validate.finite_result("the exact Huang gradient (reduced coordinates)", L_f=L_f, grad=grad)
         return ReducedEvaluation(float(self._weights @ L_f), grad, L_f, attn)
 
-    def hessian(self, state):
+    def direction_jacobian(self, state):
         """``d grad / d coords`` (flattened ``(F (F + 1))^2``, block diagonal per query class) from
         the exact Jacobian of :mod:`.jacobian`: the flow's integrator needs no finite differences."""
         coords = np.ascontiguousarray(state["coords"], dtype=np.float64)
@@ -305,12 +305,6 @@ class Huang2024(Model):
         from dynamics.models.huang2024.phases import SWEEP_OUTPUTS
 
         return SWEEP_OUTPUTS
-
-    @property
-    def result_type(self):
-        from dynamics.models.huang2024.result import HuangResult
-
-        return HuangResult
 
 
 @jit

@@ -59,12 +59,10 @@ class Li2024(Model):
     """One-layer transformer with softmax attention and a ReLU MLP (H. Li et al., ICML 2024)."""
 
     name = "li2024"
-    title = "softmax attention plus ReLU MLP classifying in context, out of domain, pruned"
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, How do nonlinear transformers learn and "
                  "generalize in in-context learning?, ICML 2024")
     params = declare(PARAMS, ("mc",), METHOD_DEFAULTS)
     methods = ("mc",)
-    method_defaults = METHOD_DEFAULTS
     reproduce_targets = {
         "li-ood": "dynamics.models.li2024.reproduce:li_ood",
         "li-alpha": "dynamics.models.li2024.reproduce:li_alpha",
@@ -141,7 +139,7 @@ class Li2024(Model):
         return loss, g
 
     # ---- observables --------------------------------------------------------------------
-    def coords(self) -> dict:
+    def dim_labels(self) -> dict:
         return {"neuron": np.arange(self.config["mlp_width"]), "matrix": np.array(["W_Q", "W_K"]),
                 "part": np.array(["norm", "along_pattern", "orthogonal"])}
 

@@ -63,9 +63,7 @@ class Li2024CoT(Model):
 
     name = "li2024_cot"
     methods = ("mc",)
-    method_defaults = METHOD_DEFAULTS
     params = declare(PARAMS, methods, METHOD_DEFAULTS)
-    title = "attention-only transformer trained for chain of thought, CoT against ICL"
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, Training nonlinear transformers for chain-of-thought "
                  "inference: a theoretical generalization analysis, ICLR 2025")
     reproduce_targets = {t: f"dynamics.models.li2024_cot.reproduce:{t.replace('-', '_')}" for t in TARGETS}
@@ -125,7 +123,7 @@ class Li2024CoT(Model):
         return loss, g
 
     # ---- observables --------------------------------------------------------------------
-    def coords(self) -> dict:
+    def dim_labels(self) -> dict:
         return {"column_type": np.array(COLUMN_TYPES)}
 
     def observables(self, method: str) -> dict:

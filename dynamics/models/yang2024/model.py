@@ -90,12 +90,10 @@ class Yang2024(Model):
     """
 
     name = "yang2024"
-    title = "Multi-head softmax attention learns ridge regression in context (Yang, Huang, Liang, Chi)"
     reference = ("T. Yang, Y. Huang, Y. Liang, Y. Chi, In-Context Learning with Representations: Contextual "
                  "Generalization of Trained Transformers, NeurIPS 2024")
     methods = ("gd", "flow", "mc")
-    method_defaults = {"steps": 20_000, "snapshots": 100, "n_eval": 2000}
-    params = declare(PARAMS, methods, method_defaults)
+    params = declare(PARAMS, methods, {"steps": 20_000, "snapshots": 100, "n_eval": 2000})
     reproduce_targets = {name: f"dynamics.models.yang2024.reproduce:{name.replace('-', '_')}"
                          for name in ("yang-convergence", "yang-ridge", "yang-fig2", "yang-fig3", "yang-heads")}
 
@@ -233,7 +231,7 @@ class Yang2024(Model):
         return {self._qblock(method): eta, "w": float(self.config["gamma"]) ** 2 * eta}
 
     # ---- observables ----------------------------------------------------------------------
-    def coords(self):
+    def dim_labels(self):
         pr = self.problem
         return {"token": np.arange(1, pr.K + 1), "prompt_token": np.arange(1, pr.N + 1)}
 
