@@ -45,7 +45,8 @@ class Zhang2024(Model):
     (d + 1, d + 1).
     """
 
-    # Rules 1, 2, 4: name, reference, methods; rule 3: parameters with this model's method defaults.
+    # Rules 1, 2, 4: registry name, reference, methods; rule 3: parameters with this model's method
+    # defaults; rule 9: the claims ledger's rows.
     name = "zhang2024"
     reference = ("R. Zhang, S. Frei, P. L. Bartlett, Trained Transformers Learn Linear Models In-Context, "
                  "JMLR 25(49), 2024")
@@ -54,14 +55,8 @@ class Zhang2024(Model):
     claims = "dynamics.models.zhang2024.claims:CLAIMS"
 
     @classmethod
-    def crosscheck_defaults(cls, given):
-        """The learning phase only: ``steps = 100`` unless given.  Once the exact gap falls to SGD's
-        noise floor (of order ``eta / B``), the replicas' ``loss``, ``gap`` and ``G_err`` exceed it at
-        second order by construction (docs/models/zhang2024.md, "Cross-check")."""
-        return {} if "steps" in given else {"steps": 100}
-
-    @classmethod
     def check(cls, values, given):
+        """Rule 3's rules between parameters."""
         if values["rotate"] and values["kappa"] == 1.0:
             raise ParamError("rotate", "rotate = true needs kappa > 1 (a rotation of Lambda = I_d is I_d)")
 
@@ -174,3 +169,11 @@ class Zhang2024(Model):
 
     def batch_loss_grad(self, state, batch):
         return lsa.batch_loss_grad(state["W_PV"], state["W_KQ"], batch)
+
+    # ---- rule 9: optional ------------------------------------------------------------------
+    @classmethod
+    def crosscheck_defaults(cls, given):
+        """The learning phase only: ``steps = 100`` unless given.  Once the exact gap falls to SGD's
+        noise floor (of order ``eta / B``), the replicas' ``loss``, ``gap`` and ``G_err`` exceed it at
+        second order by construction (docs/models/zhang2024.md, "Cross-check")."""
+        return {} if "steps" in given else {"steps": 100}
