@@ -14,8 +14,7 @@ import numpy as np
 
 from dynamics.core.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Decision, geometric_or_power
 from dynamics.core.report import plt, save_figure
-from dynamics.core.trajectory import Recorder
-from dynamics.methods.flow import run_flow
+from dynamics.methods.run import run
 from dynamics.models.zhang2024.model import Zhang2024
 from dynamics.models.zhang2024.population import Problem
 
@@ -38,12 +37,9 @@ first time in the window (so that the window lies where that clock is logarithmi
 
 @lru_cache(maxsize=2)
 def _flow(quick: bool):
-    """``(model, times, dataset, final state)`` of the exact gradient flow at 401 equally spaced times."""
-    m = Zhang2024.create("flow", **SIZES[quick])
+    """The exact gradient flow's :class:`~dynamics.core.trajectory.Result` at 401 equally spaced times."""
     save_at = np.linspace(0, STEPS[quick], 401).astype(np.int64)
-    rec = Recorder(m.observables("flow"), m.dim_labels(), save_at)
-    state, times, _ = run_flow(m, m.initial_state("flow"), steps=STEPS[quick], save_at=save_at, recorder=rec)
-    return m, times, rec.dataset(n=times.size, times=times), state
+    return run(Zhang2024.create("flow", **SIZES[quick]), "flow", steps=STEPS[quick], save_at=save_at)
 
 
 def limit_rule(err: float, gap_rel: float) -> str:
@@ -58,8 +54,8 @@ def limit_rule(err: float, gap_rel: float) -> str:
 def decide_rate(quick: bool, out: str | None = None, negative: bool = False) -> Decision:
     """Geometric against power-law decay of ``L - L*`` in the window (negative: on the clock of a
     step decaying like ``1/t``, i.e. ``t = t0 (exp(s / t0) - 1)`` for the flow's time ``s``)."""
-    _, s, ds, _ = _flow(quick)
-    gap = ds["gap"].values
+    res = _flow(quick)
+    s, gap = res.t, res.ds["gap"].values
     rel = gap / gap[0]
     keep = (rel >= WINDOW[0]) & (rel <= WINDOW[1]) & (s > 0)
     t0 = s[keep][0] / CLOCK if keep.any() else 1.0
@@ -83,16 +79,16 @@ def decide_rate(quick: bool, out: str | None = None, negative: bool = False) -> 
 def decide_limit(quick: bool, out: str | None = None, negative: bool = False) -> Decision:
     """The flow's final ``(U, u)`` against Theorem 4.1's limit (negative: against the same formula
     with ``Gamma`` replaced by its infinite-prompt limit ``Lambda``)."""
-    m, times, ds, state = _flow(quick)
-    pr = m.problem
+    res = _flow(quick)
+    pr = res.model.problem
     target = Problem(pr.Lam, 10 ** 12) if negative else pr  # N -> infinity: Gamma -> Lambda
     U_lim, u_lim = target.limit(0.0)
-    U, u = state["U"], float(state["u"])
+    U, u = res.state["U"], float(res.state["u"])
     err = max(float(np.linalg.norm(U - U_lim) / np.linalg.norm(U_lim)), abs(u - u_lim) / u_lim)
-    gap = ds["gap"].values
+    gap = res.ds["gap"].values
     gap_rel = float(gap[-1] / gap[0])
     verdict = limit_rule(err, gap_rel)
-    detail = (f"max relative distance of (U, u) at t = {int(times[-1])} to the "
+    detail = (f"max relative distance of (U, u) at t = {int(res.t[-1])} to the "
               f"{'infinite-N ' if negative else ''}limit: {err:.3g} (within {TOL:g}: the limit, beyond {FAR:g}: "
               f"not); (L - L*)/(L(0) - L*) = {gap_rel:.3g} (converged below {CONVERGED:g})")
     return Decision(err, float("nan"), verdict, detail, None, {"err": err, "gap_rel": gap_rel})

@@ -12,10 +12,11 @@ from functools import cached_property
 
 import numpy as np
 
-from dynamics.core.contract import Block, Evaluation, Model, Observable, declare
+from dynamics.core.contract import Block, Evaluation, Model, Observable
 from dynamics.core.params import Param, ParamError, ParamSet, positive_float, positive_int
 from dynamics.core.rng import model_rng
 from dynamics.core.stats import mean_se
+from dynamics.methods import declare
 from dynamics.models.zhang2024 import lsa
 from dynamics.models.zhang2024.population import Problem, covariance
 
