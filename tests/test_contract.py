@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from dynamics import models
+from dynamics.core import rundir
 from dynamics.simulate import simulate
 
 SMALL = {
@@ -125,13 +126,28 @@ def same(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-@pytest.mark.parametrize("name, method", [(n, me) for n, me in CASES if me in ("gd", "mc")])
-def test_checkpoint_and_resume_round_trip_bit_for_bit(name, method):
+EMPTY_FINALS = pytest.mark.xfail(strict=True, raises=KeyError, reason=(
+    "core/rundir._flatten drops empty dicts, so a Monte Carlo checkpoint of the first replica loses its "
+    "'finals' ({}) on disk and methods/montecarlo.run_mc raises KeyError('finals') on --resume"))
+RESUMABLE = [(n, me) for n, me in CASES if me in ("gd", "mc")]
+
+
+@pytest.mark.parametrize("name, method", RESUMABLE)
+@pytest.mark.parametrize("disk", [False, True], ids=["memory", "disk"])
+def test_checkpoint_and_resume_round_trip_bit_for_bit(name, method, disk, tmp_path, request):
+    """Resuming from the first checkpoint gives the uninterrupted run bit for bit, from the dict
+    itself and after the run directory's ``checkpoint.npz`` (what ``--resume`` reads)."""
+    if disk and method == "mc":
+        request.applymarker(EMPTY_FINALS)
     kw = {**SMALL[name], **RUN[method], "checkpoint_every": 2}
     checkpoints = []
     full = simulate(name, method, on_checkpoint=lambda ck: checkpoints.append(copy.deepcopy(ck)), **kw)
     assert checkpoints
-    resumed = simulate(name, method, resume=checkpoints[0], **kw)
+    ck = checkpoints[0]
+    if disk:
+        rundir.save_checkpoint(str(tmp_path), ck)
+        ck = rundir.load_checkpoint(str(tmp_path))
+    resumed = simulate(name, method, resume=ck, **kw)
     assert same(full.ds.data_vars, resumed.ds.data_vars)
     assert same(full.state, resumed.state)
 
