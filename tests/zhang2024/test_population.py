@@ -2,6 +2,8 @@
 Carlo over sampled prompts (within 4 standard errors), central differences, and the flow's limit."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dynamics.core.stats import mean_se
 from dynamics.models.zhang2024 import lsa
@@ -64,3 +66,20 @@ def test_optimum_and_gap():
     expanded = 0.5 * (np.trace(Gm.T @ Lam @ Gm @ Lam @ G) - 2 * np.trace(Lam @ Gm @ Lam) + np.trace(Lam))
     assert pr.evaluate(W, 0.5).loss == pytest.approx(expanded, rel=1e-12)
     assert pr.L_star == pytest.approx(0.5 * (np.trace(Lam) - np.trace(Lam @ Lam @ np.linalg.inv(G))), rel=1e-12)
+
+
+@settings(max_examples=25)
+@given(d=st.integers(1, 5), N=st.integers(1, 40), kappa=st.floats(1.0, 50.0), u=st.floats(-2.0, 2.0),
+       seed=st.integers(0, 2**16))
+def test_gradient_and_gap_for_drawn_settings(d, N, kappa, u, seed):
+    """For any d, N, kappa and state: the gap is >= 0, equals L - L*, and the gradient matches
+    central differences along a random direction (relative 1e-6)."""
+    rng = np.random.default_rng(seed)
+    pr = Problem(covariance(d, kappa, d > 1 and kappa > 1, rng), N)
+    U, V, v = rng.standard_normal((d, d)), rng.standard_normal((d, d)), rng.standard_normal()
+    ev = pr.evaluate(U, u)
+    assert ev.gap >= 0 and ev.loss == pytest.approx(pr.L_star + ev.gap, rel=1e-12)
+    h = 1e-6
+    fd = (pr.evaluate(U + h * V, u + h * v).loss - pr.evaluate(U - h * V, u - h * v).loss) / (2 * h)
+    an = float(np.sum(ev.grad_U * V)) + ev.grad_u * v
+    assert fd == pytest.approx(an, rel=1e-6, abs=1e-8 * (1 + abs(ev.loss)))
