@@ -14,6 +14,7 @@ import pytest
 
 from dynamics import models
 from dynamics.core import rundir
+from dynamics.core.contract import ExactLoss, SampledLoss
 from dynamics.simulate import simulate
 
 SMALL = {
@@ -35,12 +36,17 @@ def create(name, method):
     return models.get(name).create(method, **SMALL[name])
 
 
+def moving(m, method):
+    """``{block: mask}`` of the entries that move (``movable`` is part of the exact contract only)."""
+    return m.movable(method) if isinstance(m, ExactLoss) else {}
+
+
 def state_of(m, method, seed=0):
     """The initial state moved by a small random perturbation of its moving entries (away from
     symmetric starting points such as Q = 0)."""
     rng = np.random.default_rng(seed)
     state = m.initial_state(method, np.random.default_rng(seed + 1))
-    masks = m.movable(method)
+    masks = moving(m, method)
     for b, blk in m.blocks(method).items():
         if blk.lr is not None:
             noise = 0.05 * rng.standard_normal(state[b].shape)
@@ -52,7 +58,7 @@ def state_of(m, method, seed=0):
 
 def directions(m, method, state, seed):
     rng = np.random.default_rng(seed)
-    masks = m.movable(method)
+    masks = moving(m, method)
     out = {}
     for b, blk in m.blocks(method).items():
         v = rng.standard_normal(state[b].shape) if blk.lr is not None else np.zeros(state[b].shape)
@@ -66,6 +72,14 @@ def check_directional(f, grads, state, v, h=1e-6, rtol=1e-5):
     fd = (f(plus) - f(minus)) / (2 * h)
     an = sum(float(np.sum(np.asarray(grads[b]) * v[b])) for b in grads)
     assert fd == pytest.approx(an, rel=rtol, abs=1e-9 * max(1.0, abs(an))), (fd, an)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_methods_match_the_opt_in_parts(name):
+    """A model lists gd/flow exactly when it implements ExactLoss, and mc exactly when SampledLoss."""
+    cls = models.get(name)
+    assert ({"gd", "flow"} & set(cls.methods) != set()) == issubclass(cls, ExactLoss)
+    assert ("mc" in cls.methods) == issubclass(cls, SampledLoss)
 
 
 @pytest.mark.parametrize("name, method", CASES)

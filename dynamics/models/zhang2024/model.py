@@ -12,7 +12,7 @@ from functools import cached_property
 
 import numpy as np
 
-from dynamics.core.contract import Block, Evaluation, Model, Observable
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
 from dynamics.core.params import Param, ParamError, ParamSet, positive_float, positive_int
 from dynamics.core.rng import model_rng
 from dynamics.core.stats import mean_se
@@ -39,7 +39,7 @@ PARAMS = ParamSet([
 ])
 
 
-class Zhang2024(Model):
+class Zhang2024(Model, ExactLoss, SampledLoss):
     """Linear self-attention learning linear regression in context.
 
     Exact state: ``U`` (d, d) and ``u`` (scalar).  Monte Carlo state: ``W_PV``, ``W_KQ``
