@@ -1,5 +1,7 @@
 """Zhang2024 through the front ends: bad input, the flow's conserved balance, GD against the flow,
 and the cross-check (a wrong Monte Carlo step must fail it)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,12 @@ def test_crosscheck_passes_and_a_wrong_step_fails():
     eta = Zhang2024.create("gd").learning_rates("gd")["U"]
     bad = crosscheck("zhang2024", mc_overrides={"eta": 1.1 * eta})
     assert not bad.passed
+
+
+@pytest.mark.parametrize("method, kw", [("gd", {}), ("mc", dict(batch=32, replicas=2, n_eval=16))])
+def test_run_directory_figure(method, kw, tmp_path):
+    res = simulate("zhang2024", method, steps=20, snapshots=5, **SMALL, **kw)
+    paths = res.model.figures(res, str(tmp_path))
+    assert [os.path.basename(p) for p in paths] == ["convergence.png"]
+    with open(paths[0], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"

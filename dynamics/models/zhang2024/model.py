@@ -17,7 +17,7 @@ from dynamics.core.params import Param, ParamError, ParamSet, positive_float, po
 from dynamics.core.rng import model_rng
 from dynamics.core.stats import mean_se
 from dynamics.methods import declare
-from dynamics.models.zhang2024 import lsa
+from dynamics.models.zhang2024 import figures, lsa
 from dynamics.models.zhang2024.population import Problem, covariance
 
 # Rule 3: every parameter once, with its paper symbol.
@@ -172,6 +172,9 @@ class Zhang2024(Model, ExactLoss, SampledLoss):
         return lsa.batch_loss_grad(state["W_PV"], state["W_KQ"], batch)
 
     # ---- rule 9: optional ------------------------------------------------------------------
+    def figures(self, result, outdir):
+        return [figures.convergence(result, outdir)]
+
     @classmethod
     def crosscheck_defaults(cls, given):
         """The learning phase only: ``steps = 100`` unless given.  Once the exact gap falls to SGD's
