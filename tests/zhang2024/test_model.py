@@ -16,6 +16,7 @@ SMALL = dict(d=3, N=6, kappa=4.0, rotate=True)
 @pytest.mark.parametrize("kw, name, rule", [
     (dict(rotate=True), "rotate", "needs kappa > 1"),
     (dict(kappa=0.5), "kappa", "kappa must be a finite number >= 1"),
+    (dict(d=1, kappa=2.0), "kappa", "kappa > 1 needs d >= 2"),
     (dict(d=0), "d", "d must be an integer >= 1"),
     (dict(sigma=0.0), "sigma", "sigma must be a finite number > 0"),
     (dict(theta="ones"), "theta", "theta must be one of identity, random"),

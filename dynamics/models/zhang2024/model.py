@@ -60,6 +60,8 @@ class Zhang2024(Model, ExactLoss, SampledLoss):
         """Rule 3's rules between parameters."""
         if values["rotate"] and values["kappa"] == 1.0:
             raise ParamError("rotate", "rotate = true needs kappa > 1 (a rotation of Lambda = I_d is I_d)")
+        if values["d"] == 1 and values["kappa"] > 1.0:
+            raise ParamError("kappa", "kappa > 1 needs d >= 2 (with d = 1, Lambda has one eigenvalue, 1)")
 
     def __init__(self, **params):
         super().__init__(**params)
