@@ -32,6 +32,6 @@ def convergence(result, outdir: str) -> str:
         y = ds[name].values[keep]
         ax.loglog(t[keep], np.where(y > 0, y, np.nan), label=label)
     ax.set_xlabel("GD iteration t")
-    ax.set_title(f"zhang2024, {result.method}: d = {result.model.d}, N = {result.model.problem.N}", fontsize=10)
-    ax.legend(fontsize=8)
+    ax.set_title(f"zhang2024, {result.method}: d = {result.model.d}, N = {result.model.problem.N}")
+    ax.legend()
     return save_figure(fig, os.path.join(outdir, "convergence.png"))
