@@ -17,7 +17,7 @@ from dynamics.core.contract import Block, Model, Observable, declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.shared import patterns
-from dynamics.models.li2024_cot import transitions
+from dynamics.models.li2024_cot import tasks, transitions
 from dynamics.models.li2024_cot.data import DataModel
 from dynamics.core.stats import mean_se
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, per_prompt
@@ -26,21 +26,30 @@ from dynamics.models.li2024_cot.params import METHOD_DEFAULTS, PARAMS
 
 TARGETS = ("cot-length", "cot-vs-icl", "cot-mechanism", "cot-training")
 """``python -m dynamics.reproduce`` targets, each the function of :mod:`.reproduce` of that name."""
-TASK_PARAMS = ("tau_f", "rho_f", "condition1")
-"""The generator's parameters, replaced by an explicit ``A_f``."""
+TASK_PARAMS = ("tau_f", "rho_f", "condition1", "task_family", "trap_stay")
+"""The generator's parameters, replaced by an explicit ``A_f`` or a named ``task``."""
+DEFS = ("tau_def", "rho_def", "correct_step")
+"""The declared readings of ``tau^f``, ``rho^f`` and the correct step (:func:`.transitions.statistics`)."""
 
 
 def task_matrices(cfg: dict, rng: np.random.Generator | None = None) -> np.ndarray:
     """The test task's ``A_k^f`` ``(K, M', M')``: ``A_f`` reshaped and checked, or generated for
     ``tau_f``, ``rho_f``, ``condition1`` (:func:`.transitions.generate`; permutations from ``rng``)."""
     K, Mt = cfg["K"], cfg["M_test"]
+    if cfg.get("task") is not None:
+        A = tasks.named_task(cfg["task"])
+        if A.shape[0] != K or A.shape[1] != Mt:
+            raise ParamError("task", f"task = {cfg['task']} needs K = {A.shape[0]} and M_test = {A.shape[1]}, got "
+                                     f"K = {K}, M_test = {Mt}")
+        return A
     if cfg["A_f"] is not None:
         flat = np.asarray(cfg["A_f"], dtype=np.float64)
         if flat.size != K * Mt * Mt:
             raise ParamError("A_f", f"A_f must hold K * M_test^2 = {K * Mt * Mt} numbers (K = {K} matrices of "
                                     f"{Mt} x {Mt}, row-major), got {flat.size}")
         return transitions.check_transitions(flat.reshape(K, Mt, Mt), "A_f")
-    return transitions.generate(Mt, K, cfg["tau_f"], cfg["rho_f"], cfg["condition1"], rng)
+    return tasks.generate(Mt, K, cfg["tau_f"], cfg["rho_f"], cfg["condition1"], cfg["task_family"], cfg["trap_stay"],
+                          rng, **{k: cfg[k] for k in DEFS})
 
 
 def build_data(cfg: dict) -> DataModel:
@@ -54,7 +63,7 @@ def build_data(cfg: dict) -> DataModel:
     coeffs = patterns.coefficients(cfg["M_test"], M, cfg["S1"], cfg["tsr_spread"], g_tsr)
     A = task_matrices(cfg, g_task)
     return DataModel(mu=mu, pe=cfg["pe_scale"] * c, tsr=patterns.combine(coeffs, mu), tsr_coeffs=coeffs, A=A,
-                     stats=transitions.statistics(A), train_task=cfg["train_task"], noise_train=cfg["noise_train"],
+                     stats=transitions.statistics(A, **{k: cfg[k] for k in DEFS}), train_task=cfg["train_task"], noise_train=cfg["noise_train"],
                      noise=cfg["noise"])
 
 
@@ -86,13 +95,16 @@ class Li2024CoT(Model):
         if not np.isfinite(values["S1"]) or values["S1"] == 0.0:
             raise ParamError("S1", f"S1 must be a finite nonzero number (TSR patterns mu' = sum_i c_i mu_i with "
                                    f"sum_i c_i = S1), got {values['S1']}")
-        if values["A_f"] is not None:
+        if values["A_f"] is not None and values["task"] is not None:
+            raise ParamError("task", "task and A_f both give the test matrices; give one")
+        if values["A_f"] is not None or values["task"] is not None:
+            which = "A_f" if values["A_f"] is not None else "task"
             clash = [p for p in TASK_PARAMS if p in given]
             if clash:
-                raise ParamError(clash[0], f"{clash[0]} is not used when A_f gives the test matrices explicitly")
-            task_matrices(values)
-        else:
-            transitions.choose_rho(values["M_test"], K, values["tau_f"], values["rho_f"], values["condition1"])
+                raise ParamError(clash[0], f"{clash[0]} is not used when {which} gives the test matrices explicitly")
+        elif "trap_stay" in given and values["task_family"] == "circulant":
+            raise ParamError("trap_stay", "trap_stay is used only by the trap family (task_family = trap or auto)")
+        task_matrices(values)
 
     # ---- state --------------------------------------------------------------------------
     def blocks(self, method: str) -> dict:
