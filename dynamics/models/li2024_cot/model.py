@@ -2,9 +2,11 @@
 transformer trained on K-step reasoning prompts, tested by greedy chain-of-thought decoding and
 by one-step in-context learning (MODEL.md section 9).
 
-The only method is Monte Carlo training of the real model (``mc``): minibatch SGD on fresh
-training prompts (or a fixed training set of ``train_set`` prompts) with exact gradients
-(:mod:`.kernels`), held-out evaluation with standard errors (:mod:`.decoding`).
+Methods: Monte Carlo training of the real model (``mc``): minibatch SGD on fresh training prompts
+(or a fixed training set of ``train_set`` prompts) with exact gradients (:mod:`.kernels`),
+held-out evaluation with standard errors (:mod:`.decoding`); and, for small instances (at most
+:data:`.exact.MAX_CONDITIONINGS` conditionings), exact population gradient descent (``gd``) on
+the exact training loss of :mod:`.exact`, from the same initial state.
 
 State blocks: ``W_Q``, ``W_K`` (``d x d``, ``d = 2 d_x``) and ``W_V`` (``d_x x d``; fixed to the
 y-half read-out ``(0 I)`` unless ``train_value``).
@@ -13,11 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, declare
+from dynamics.core.contract import Block, Evaluation, Model, Observable, declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.shared import patterns
-from dynamics.models.li2024_cot import tasks, transitions
+from dynamics.models.li2024_cot import exact, tasks, transitions
 from dynamics.models.li2024_cot.data import DataModel
 from dynamics.core.stats import mean_se
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, per_prompt
@@ -71,7 +73,8 @@ class Li2024CoT(Model):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"
-    methods = ("mc",)
+    methods = ("gd", "mc")
+    claims = "dynamics.models.li2024_cot.claims:CLAIMS"
     params = declare(PARAMS, methods, METHOD_DEFAULTS)
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, Training nonlinear transformers for chain-of-thought "
                  "inference: a theoretical generalization analysis, ICLR 2025")
@@ -106,6 +109,39 @@ class Li2024CoT(Model):
             raise ParamError("trap_stay", "trap_stay is used only by the trap family (task_family = trap or auto)")
         task_matrices(values)
 
+    @classmethod
+    def resolve(cls, *layers: dict, method: str | None = None, origin=()) -> tuple:
+        """As :meth:`Model.resolve`; method ``gd`` also refuses instances beyond the exact route's
+        cost bound, with noise or a trained ``W_V`` (:func:`.exact.check_cost`), in one line."""
+        values, names = super().resolve(*layers, method=method, origin=origin)
+        if method == "gd":
+            exact.check_cost(values["M"], values["K"], values["train_task"], values["noise_train"],
+                             values["train_value"])
+        return values, names
+
+    @classmethod
+    def crosscheck_defaults(cls, given: dict) -> dict:
+        """A small instance the exact route takes (``M = 3``, ``K = 2``: 216 conditionings) unless
+        given, and a step of 0.5 (SGD's O(eta^2 / B) bias stays inside the band)."""
+        out = {"M": 3, "K": 2, "eta": 0.5}
+        if "M" in given and "M_test" not in given:
+            out["M_test"] = min(3, int(given["M"]))
+        return {k: v for k, v in out.items() if k not in given}
+
+    # ---- exact population loss (rule 7) ---------------------------------------------------
+    def _exact(self):
+        if getattr(self, "_exact_loss", None) is None:
+            c = self.config
+            exact.check_cost(c["M"], c["K"], c["train_task"], c["noise_train"], c["train_value"])
+            self._exact_loss = exact.ExactLoss(self.data.mu, self.data.pe, c["l_train"], c["alpha"], c["train_task"])
+        return self._exact_loss
+
+    def loss_grad(self, state: dict) -> Evaluation:
+        """The exact population training loss ``1/2 E|z_k - F(P)|^2`` and its gradient in ``W_Q``,
+        ``W_K`` (:class:`.exact.ExactLoss`; ``W_V`` is fixed)."""
+        L, gQ, gK = self._exact().loss_grad(state["W_Q"], state["W_K"])
+        return Evaluation(L, {"W_Q": gQ, "W_K": gK})
+
     # ---- state --------------------------------------------------------------------------
     def blocks(self, method: str) -> dict:
         d, dx = self.d, self.d_x
@@ -139,6 +175,8 @@ class Li2024CoT(Model):
         return {"column_type": np.array(COLUMN_TYPES)}
 
     def observables(self, method: str) -> dict:
+        if method == "gd":
+            return {"loss": Observable((), "1/2 E|z_k - F(P)|^2", "the exact population training loss (exact.py)")}
         everything = {
             "error_cot": Observable((), "(1/K) sum_k 1[v_k != z_k]", "CoT error of greedy decoding on test prompts "
                                     "(TSR patterns, the test task A_k^f, alpha_test, l_test)"),
@@ -155,6 +193,8 @@ class Li2024CoT(Model):
         return everything if self.config["record"] == "all" else {"loss": everything["loss"]}
 
     def observe(self, state: dict, method: str, rng: np.random.Generator | None = None) -> dict:
+        if method == "gd":
+            return {"loss": self.loss_grad(state).loss}
         rng = np.random.default_rng(0) if rng is None else rng
         n = int(self.config["n_eval"])
         batch = self.sample(rng, n)
