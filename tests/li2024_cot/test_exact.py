@@ -109,3 +109,23 @@ def test_exact_gd_against_sgd_in_the_crosscheck():
     bad = crosscheck("li2024_cot", steps=100, snapshots=6, replicas=6, batch=1000, n_eval=2000,
                      mc_overrides={"eta": 1.5})
     assert not bad.passed
+
+
+@pytest.mark.parametrize("M,K,basis,task", [(3, 2, "random", "permutation"), (2, 3, "standard", "random_map")])
+def test_orbit_reduction_equals_the_full_sum_along_exact_gd(M, K, basis, task):
+    """From the relabelling-invariant initial state the z_0 = 0 sum with the symmetrised gradient
+    equals the full sum (to 1e-13), and GD keeps the state invariant; a perturbed state takes the
+    full sum."""
+    m = Li2024CoT.create("gd", M=M, K=K, M_test=2, pattern_basis=basis, train_task=task)
+    full = exact.ExactLoss(m.data.mu, m.data.pe, 10, 0.8, task, orbit=False)
+    red = exact.ExactLoss(m.data.mu, m.data.pe, 10, 0.8, task)
+    st = m.initial_state("gd", None)
+    for _ in range(5):
+        a, b = full.loss_grad(st["W_Q"], st["W_K"]), red.loss_grad(st["W_Q"], st["W_K"])
+        assert red.last_reduced and abs(a[0] - b[0]) <= 1e-13 * a[0]
+        for x, y in zip(a[1:], b[1:]):
+            assert np.max(np.abs(x - y)) <= 1e-13 * np.max(np.abs(x))
+        st["W_Q"], st["W_K"] = st["W_Q"] - b[1], st["W_K"] - b[2]
+    other = perturbed(m, 3)
+    red.loss_grad(other["W_Q"], other["W_K"])
+    assert not red.last_reduced

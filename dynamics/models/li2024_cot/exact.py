@@ -295,6 +295,26 @@ def _kernel(S, z0s, ks, chains, paths, l, alpha, h, dS):
     return total
 
 
+def relabellings(mu) -> np.ndarray:
+    """``(M!, d, d)``: for every permutation ``sigma`` of the patterns the orthogonal map of the
+    column space ``R^(2 d_x)`` sending ``mu_a`` to ``mu_sigma(a)`` in both halves and fixing the
+    orthogonal complement of the patterns (positional encodings included)."""
+    M, dx = mu.shape
+    base = np.eye(dx) - mu.T @ mu
+    out = []
+    for perm in itertools.permutations(range(M)):
+        R = base + mu[list(perm)].T @ mu
+        P = np.zeros((2 * dx, 2 * dx))
+        P[:dx, :dx], P[dx:, dx:] = R, R
+        out.append(P)
+    return np.array(out)
+
+
+ORBIT_TOL = 1e-12
+"""``G`` counts as relabelling-invariant when ``|P G P^T - G| <= ORBIT_TOL |G|`` (max norms) for
+every relabelling ``P``."""
+
+
 class ExactLoss:
     """The exact population training loss and its gradient for one instance (module docstring).
 
@@ -306,7 +326,7 @@ class ExactLoss:
     train_task : ``permutation`` or ``random_map``.
     """
 
-    def __init__(self, mu, pe, l, alpha, train_task="permutation", h=H):
+    def __init__(self, mu, pe, l, alpha, train_task="permutation", h=H, orbit=True):
         self.mu, self.pe = np.asarray(mu, dtype=np.float64), np.asarray(pe, dtype=np.float64)
         M, K = self.mu.shape[0], self.pe.shape[0]
         C = n_conditionings(M, K, train_task)
@@ -317,16 +337,44 @@ class ExactLoss:
         self.l, self.alpha, self.h = int(l), float(alpha), float(h)
         self.z0, self.k, self.chains, self.paths = conditionings(M, K, train_task)
         self.cols, self.q = column_vectors(self.mu, self.pe)
+        self.orbit = bool(orbit)
+        self.P = relabellings(self.mu) if self.orbit else None
+        first = self.z0 == 0
+        self.reduced = tuple(np.ascontiguousarray(a[first]) for a in (self.z0, self.k, self.chains, self.paths))
+        self.last_reduced = False
 
     @property
     def n_conditionings(self) -> int:
         return int(self.z0.size)
 
+    def invariant(self, G) -> bool:
+        """Whether ``G`` is unchanged by every relabelling of the patterns (:data:`ORBIT_TOL`)."""
+        scale = max(float(np.max(np.abs(G))), 1e-300)
+        return bool(np.max(np.abs(np.einsum("sab,bc,sdc->sad", self.P, G, self.P) - G[None])) <= ORBIT_TOL * scale)
+
     def loss_grad_G(self, G):
-        """``(L, dL/dG)`` at ``G = W_K^T W_Q`` ``(d, d)``."""
-        S = np.einsum("abjd,de,qke->abjqk", self.cols, G, self.q)
+        """``(L, dL/dG)`` at ``G = W_K^T W_Q`` ``(d, d)``.
+
+        Orbit reduction (``orbit``, used when ``G`` is relabelling-invariant): relabelling the
+        patterns by ``sigma`` maps the conditioning ``(z_0, f, k)`` to ``(sigma z_0, sigma f
+        sigma^-1, k)`` and ``G`` to ``P G P^T``; the training distribution is invariant, so at an
+        invariant ``G`` every ``z_0`` contributes the same loss and the sum is restricted to
+        ``z_0 = 0`` (a factor ``M`` fewer conditionings), the gradient being the average of ``P dG
+        P^T`` over the ``M!`` relabellings.  GD from an invariant state (``W_Q = W_K = c I``) stays
+        invariant, so exact GD keeps the reduction at every step.  It covers permutation and
+        random-map tasks, any alpha and either pattern basis; a state that is not invariant (a
+        perturbed or Monte Carlo state) uses the full sum.
+        """
+        S = np.ascontiguousarray(np.einsum("abjd,de,qke->abjqk", self.cols, G, self.q))
         dS = np.zeros_like(S)
-        L = _kernel(np.ascontiguousarray(S), self.z0, self.k, self.chains, self.paths, self.l, self.alpha, self.h, dS)
+        self.last_reduced = self.orbit and self.invariant(G)
+        if self.last_reduced:
+            z0, k, ch, pa = self.reduced
+            L = _kernel(S, z0, k, ch, pa, self.l, self.alpha, self.h, dS)
+            dG = np.einsum("abjqk,abjd,qke->de", dS, self.cols, self.q)
+            dG = np.einsum("sab,bc,sdc->ad", self.P, dG, self.P) / self.P.shape[0]
+            return float(L), dG
+        L = _kernel(S, self.z0, self.k, self.chains, self.paths, self.l, self.alpha, self.h, dS)
         dG = np.einsum("abjqk,abjd,qke->de", dS, self.cols, self.q)
         return float(L), dG
 
