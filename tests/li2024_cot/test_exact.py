@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.models.li2024_cot import exact
 from dynamics.models.li2024_cot.kernels import loss_grad_batch
 from dynamics.models.li2024_cot.decoding import losses

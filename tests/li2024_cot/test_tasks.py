@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.core.params import ParamError
 from dynamics.models.li2024_cot import tasks, transitions as T
 
