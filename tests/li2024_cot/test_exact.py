@@ -9,7 +9,6 @@ from scipy import stats
 from dynamics.simulate import simulate_main
 from dynamics.models.li2024_cot import exact
 from dynamics.models.li2024_cot.kernels import loss_grad_batch
-from dynamics.models.li2024_cot.decoding import losses
 from dynamics.models.li2024_cot.model import Li2024CoT
 from tests.li2024_cot.oracle import brute_force
 

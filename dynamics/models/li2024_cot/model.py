@@ -66,8 +66,8 @@ def build_data(cfg: dict) -> DataModel:
     coeffs = patterns.coefficients(cfg["M_test"], M, cfg["S1"], cfg["tsr_spread"], g_tsr)
     A = task_matrices(cfg, g_task)
     return DataModel(mu=mu, pe=cfg["pe_scale"] * c, tsr=patterns.combine(coeffs, mu), tsr_coeffs=coeffs, A=A,
-                     stats=transitions.statistics(A, **{k: cfg[k] for k in DEFS}), train_task=cfg["train_task"], noise_train=cfg["noise_train"],
-                     noise=cfg["noise"])
+                     stats=transitions.statistics(A, **{k: cfg[k] for k in DEFS}), train_task=cfg["train_task"],
+                     noise_train=cfg["noise_train"], noise=cfg["noise"])
 
 
 class Li2024CoT(Model):
