@@ -74,7 +74,7 @@ class Li2024CoT(Model):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"
-    methods = ("gd", "mc")
+    methods = ("mc", "gd")
     claims = "dynamics.models.li2024_cot.claims:CLAIMS"
     params = declare(PARAMS, methods, METHOD_DEFAULTS)
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, Training nonlinear transformers for chain-of-thought "
