@@ -27,6 +27,7 @@ def band(ds, name):
 
 def _time_axis(ax, ylabel):
     ax.set_xscale("symlog", linthresh=1.0)       # linear below t = 1: the initial state t = 0 stays on the axis
+    ax.set_xlim(left=0.0)
     ax.set_xlabel("SGD iteration t")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
