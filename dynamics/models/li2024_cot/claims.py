@@ -104,11 +104,17 @@ def decide_theorem5(quick: bool = True, out: str | None = None, negative: bool =
     t_keys = [k for k in keys if k[0] == ALPHA0]
     fa = loglog_fit([k[0] for k in a_keys], [req[k] for k in a_keys])
     ft = loglog_fit([stats[k].tau * stats[k].rho for k in t_keys], [req[k] for k in t_keys])
-    detail += (f"; split: ~ alpha'^{fa.slope:.2g} and ~ (tau rho)^{ft.slope:.2g} (the bound: -2 and -2). A "
-               "sufficient condition: consistent, not a quantitative confirmation")
+    # sensitivity to the declared readings (reported, not decided): the correct path's probability
+    # and the normalised margin instead of the Viterbi probability and the unnormalised margin
+    alt = loglog_fit([(k[0] * stats[k].tau_correct * stats[k].rho_normalized) ** -2.0 for k in keys],
+                     [req[k] for k in keys])
+    detail += (f"; split: ~ alpha'^{fa.slope:.2g} and ~ (tau rho)^{ft.slope:.2g} (the bound: -2 and -2); with "
+               f"tau_def = correct, rho_def = normalized the slope is {alt.slope:.3g} ({alt.lo:.3g}, {alt.hi:.3g}). "
+               "A sufficient condition: consistent, not a quantitative confirmation")
     return Decision(fit.slope, fit.se, verdict, detail,
                     numbers={"slope": fit.slope, "lo": fit.lo, "hi": fit.hi, "alpha_exponent": fa.slope,
-                             "tau_rho_exponent": ft.slope, "required": {str(k): req[k] for k in keys}})
+                             "tau_rho_exponent": ft.slope, "slope_other_readings": alt.slope,
+                             "required": {str(k): req[k] for k in keys}})
 
 
 def decide_theorem6_condition1(quick: bool = True, out: str | None = None, negative: bool = False) -> Decision:
