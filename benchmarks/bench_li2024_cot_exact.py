@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from dynamics.models.li2024_cot.exact import ExactLoss  # noqa: E402
+from dynamics.models.li2024_cot.exact import PopulationLoss  # noqa: E402
 from dynamics.models.li2024_cot.kernels import loss_grad_batch  # noqa: E402
 from dynamics.models.li2024_cot.model import Li2024CoT  # noqa: E402
 
@@ -77,7 +77,7 @@ def main(argv=None):
         st = m.initial_state("gd", None)
         ev = m.loss_grad(st)                                      # compiles, builds the tables
         t_exact = best(lambda: m.loss_grad(st), args.repeats)
-        full = ExactLoss(m.data.mu, m.data.pe, m.config["l_train"], m.config["alpha"], orbit=False)
+        full = PopulationLoss(m.data.mu, m.data.pe, m.config["l_train"], m.config["alpha"], orbit=False)
         full.loss_grad(st["W_Q"], st["W_K"])
         t_full = best(lambda: full.loss_grad(st["W_Q"], st["W_K"]), args.repeats)
         m.sample(np.random.default_rng(1), 10)

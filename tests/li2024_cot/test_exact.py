@@ -116,8 +116,8 @@ def test_orbit_reduction_equals_the_full_sum_along_exact_gd(M, K, basis, task):
     equals the full sum (to 1e-13), and GD keeps the state invariant; a perturbed state takes the
     full sum."""
     m = Li2024CoT.create("gd", M=M, K=K, M_test=2, pattern_basis=basis, train_task=task)
-    full = exact.ExactLoss(m.data.mu, m.data.pe, 10, 0.8, task, orbit=False)
-    red = exact.ExactLoss(m.data.mu, m.data.pe, 10, 0.8, task)
+    full = exact.PopulationLoss(m.data.mu, m.data.pe, 10, 0.8, task, orbit=False)
+    red = exact.PopulationLoss(m.data.mu, m.data.pe, 10, 0.8, task)
     st = m.initial_state("gd", None)
     for _ in range(5):
         a, b = full.loss_grad(st["W_Q"], st["W_K"]), red.loss_grad(st["W_Q"], st["W_K"])

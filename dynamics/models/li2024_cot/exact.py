@@ -315,7 +315,7 @@ ORBIT_TOL = 1e-12
 every relabelling ``P``."""
 
 
-class ExactLoss:
+class PopulationLoss:
     """The exact population training loss and its gradient for one instance (module docstring).
 
     Parameters

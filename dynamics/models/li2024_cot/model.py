@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Evaluation, Model, Observable
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
 from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
@@ -70,7 +70,7 @@ def build_data(cfg: dict) -> DataModel:
                      noise_train=cfg["noise_train"], noise=cfg["noise"])
 
 
-class Li2024CoT(Model):
+class Li2024CoT(Model, ExactLoss, SampledLoss):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"
@@ -134,12 +134,12 @@ class Li2024CoT(Model):
         if getattr(self, "_exact_loss", None) is None:
             c = self.config
             exact.check_cost(c["M"], c["K"], c["train_task"], c["noise_train"], c["train_value"])
-            self._exact_loss = exact.ExactLoss(self.data.mu, self.data.pe, c["l_train"], c["alpha"], c["train_task"])
+            self._exact_loss = exact.PopulationLoss(self.data.mu, self.data.pe, c["l_train"], c["alpha"], c["train_task"])
         return self._exact_loss
 
     def loss_grad(self, state: dict) -> Evaluation:
         """The exact population training loss ``1/2 E|z_k - F(P)|^2`` and its gradient in ``W_Q``,
-        ``W_K`` (:class:`.exact.ExactLoss`; ``W_V`` is fixed)."""
+        ``W_K`` (:class:`.exact.PopulationLoss`; ``W_V`` is fixed)."""
         L, gQ, gK = self._exact().loss_grad(state["W_Q"], state["W_K"])
         return Evaluation(L, {"W_Q": gQ, "W_K": gK})
 
