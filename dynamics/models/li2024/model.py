@@ -91,6 +91,7 @@ class Li2024(Model):
                  "generalize in in-context learning?, ICML 2024")
     params = declare(PARAMS, ("mc",), METHOD_DEFAULTS)
     methods = ("mc",)
+    claims = "dynamics.models.li2024.claims:CLAIMS"
     reproduce_targets = {
         "li-ood": "dynamics.models.li2024.reproduce:li_ood",
         "li-alpha": "dynamics.models.li2024.reproduce:li_alpha",
