@@ -14,7 +14,7 @@ Each comes with the standard error of its mean over the ``n`` prompts (sample st
 deviation over ``sqrt(n)``).
 
 :func:`evaluate_states` evaluates saved states on a grid of test settings (:data:`TEST_SETTINGS`:
-``S1``, ``odr_norm``, ``odr_construction``, ``alpha_test``, ``l_test``) without retraining,
+``S1``, ``odr_norm``, ``odr_construction``, ``alpha_test``, ``l_test``, ``q_norm``) without retraining,
 through the model-agnostic :func:`dynamics.models.shared.evaluate.evaluate_grid`.
 """
 from __future__ import annotations
@@ -49,9 +49,11 @@ def mean_se(x) -> tuple:
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
 
 
-TEST_SETTINGS = ("S1", "odr_norm", "odr_construction", "alpha_test", "l_test")
-"""Parameters that enter only the test distribution, so a trained state can be evaluated at any of
-them (the training tasks, patterns and weights do not depend on them)."""
+TEST_SETTINGS = ("S1", "odr_norm", "odr_construction", "alpha_test", "l_test", "q_norm")
+"""Parameters a trained state can be evaluated at (the training tasks, patterns and weights do not
+depend on them).  All but ``q_norm`` enter only the test distribution; ``q_norm`` is also a training
+parameter, and evaluating at another value scales the *test* prompts' label embedding ``+-q`` under
+weights trained with the run's own ``q`` (a probe of the read-out, used by the pruning rows)."""
 
 
 def rebuild(model, settings: dict):

@@ -121,7 +121,9 @@ def sign_balance(model, state: dict, prompts) -> dict:
     dict
         ``correct``, ``wrong``: ``(B,)`` integer counts; ``F``: ``(B,)`` the network output
         ``a^T ReLU(h)`` computed here in numpy (softmax with the maximum subtracted), which the
-        tests compare with the kernels' forward pass.
+        tests compare with the kernels' forward pass; ``h_feature``, ``h_label``: ``(B, m)`` the
+        two parts of ``h = W_O W_V pbar`` from the feature and the label coordinates of ``pbar``
+        (``h = h_feature + h_label``).
     """
     P, z = prompts.P, prompts.z
     n = model.ncols(P.shape[1] - 1)
@@ -135,4 +137,7 @@ def sign_balance(model, state: dict, prompts) -> dict:
     h = pbar @ (state["W_O"] @ state["W_V"]).T  # (B, m)
     act = h > 0
     good = np.sign(state["a"])[None, :] == z[:, None]
-    return {"correct": (act & good).sum(1), "wrong": (act & ~good).sum(1), "F": np.maximum(h, 0.0) @ state["a"]}
+    d_x = model.data.d_x
+    ov = state["W_O"] @ state["W_V"]
+    return {"correct": (act & good).sum(1), "wrong": (act & ~good).sum(1), "F": np.maximum(h, 0.0) @ state["a"],
+            "h_feature": pbar[:, :d_x] @ ov[:, :d_x].T, "h_label": pbar[:, d_x:] @ ov[:, d_x:].T}
