@@ -1,8 +1,6 @@
 """Declared constructions of issue 17: ODR patterns with the coefficient sum S1 and the norm set
 separately, the balanced training task set, the label norm, and their refusals; evaluation of a
 saved state at other test settings without retraining (the generic grid and the command line)."""
-import json
-import os
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from dynamics.models.li2024.evaluation import evaluate, evaluate_states, rebuild
 from dynamics.models.li2024.model import Li2024
 from dynamics.models.shared import patterns
 from dynamics.models.shared.evaluate import parse_values
+from tests.li2024.test_frontend import run_dir  # noqa: F401 (the saved run the grid evaluation reads)
 
 
 # ---------------------------------------------------------------- ODR constructions
@@ -153,13 +152,13 @@ def test_grid_evaluation_equals_pointwise_evaluation_with_common_random_numbers(
     grid = {"S1": [0.5, 1.3], "l_test": [3, 7]}
     ds = evaluate_states(members, grid, n=40, seed=5)
     assert ds["error_ood"].dims == ("replica", "S1", "l_test") and ds["error_ood"].shape == (2, 2, 2)
-    for r, (m, st) in enumerate(members):
+    for r, (m, state) in enumerate(members):
         for i, s in enumerate(grid["S1"]):
             for j, l in enumerate(grid["l_test"]):
                 m2 = rebuild(m, {"S1": s, "l_test": l})
                 rng = np.random.default_rng([5, r])
-                want = evaluate(m2, st, rng, 40, "id")  # the point draws id first, then ood
-                want_ood = evaluate(m2, st, rng, 40, "ood")
+                want = evaluate(m2, state, rng, 40, "id")  # the point draws id first, then ood
+                want_ood = evaluate(m2, state, rng, 40, "ood")
                 assert ds["hinge_id"].values[r, i, j] == want["hinge"][0]
                 assert ds["hinge_ood"].values[r, i, j] == want_ood["hinge"][0]
                 assert ds["hinge_ood_se"].values[r, i, j] == want_ood["hinge"][1]
@@ -179,16 +178,7 @@ def test_rebuild_refuses_training_parameters_and_bad_settings():
         parse_values("--l-test", "5,2.5", int)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("li_eval") / "run"
-    code = simulate_main(["--model", "li2024", "--method", "mc", "--steps", "30", "--snapshots", "2", "--replicas",
-                          "2", "--n-eval", "40", "--batch", "16", "--out", str(out), "--quiet"])
-    assert code == 0
-    return str(out)
-
-
-def test_analyze_evaluates_a_saved_run_on_a_grid(run_dir, tmp_path):
+def test_analyze_evaluates_a_saved_run_on_a_grid(run_dir, tmp_path):  # noqa: F811
     import xarray as xr
 
     out = tmp_path / "ev"
@@ -210,7 +200,7 @@ def test_analyze_evaluates_a_saved_run_on_a_grid(run_dir, tmp_path):
     (["--construction", "tied", "--odr-norm", "1"], "odr_norm is not used"),
     (["--S1", "0.5", "--rates", "0.1"], "--rates belongs to the pruning analyses"),
 ])
-def test_analyze_grid_refuses_bad_settings_and_writes_nothing(run_dir, tmp_path, argv, words, capsys):
+def test_analyze_grid_refuses_bad_settings_and_writes_nothing(run_dir, tmp_path, argv, words, capsys):  # noqa: F811
     out = tmp_path / "ev"
     assert analyze.main([run_dir, "--out", str(out)] + argv) == 2
     err = capsys.readouterr().err

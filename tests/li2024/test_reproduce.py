@@ -4,7 +4,6 @@ prompts per replica and grid point).
 
 A claim "A below B" is decided when the difference exceeds 5 standard errors of the difference
 (the tables' replica standard errors combined in quadrature)."""
-import csv
 import os
 
 import numpy as np
@@ -32,7 +31,7 @@ def test_li_ood_norm_tied_patterns_show_the_norm_effect(tmp_path):
 
 
 def test_li_alpha_required_length_falls_as_alpha_test_grows(tmp_path):
-    res = reproduce.li_alpha(str(tmp_path), quick=True)
+    reproduce.li_alpha(str(tmp_path), quick=True)
     header, rows = read(tmp_path / "li-alpha.csv")
     assert header == ["alpha_test", "domain", "l_test", "error", "stderr"]
     _, paired = read(tmp_path / "li-alpha-paired.csv")
