@@ -70,8 +70,10 @@ def test_li_pruning_magnitude_beats_random(tmp_path):
     assert header == ["prune_rate", "method", "error", "stderr", "change", "change_stderr"]
     _, hinge = read(tmp_path / "li-pruning-hinge.csv")
     # Theorem 3 on the slides' generalization error (the hinge loss, eq. 10): pruning the
-    # smallest 10% changes it less than pruning 10% at random, by > 5 paired standard errors.
-    assert apart(lookup(hinge, 0.1, "random"), lookup(hinge, 0.1, "magnitude"))
+    # smallest 10% changes it less than pruning 10% at random, by > 3 paired standard errors (the
+    # ledger row li-thm3-hinge's k; since issue 17's balanced T_tr and unit-norm ODR patterns the
+    # OOD hinge loss is smaller and the quick size gives ~3.3 SE, where it gave > 5 before).
+    assert apart(lookup(hinge, 0.1, "random"), lookup(hinge, 0.1, "magnitude"), k=3.0)
     # The classification error: magnitude pruning changes it by no more than random pruning
     # (in this network both changes are within noise of 0; docs/models/li2024.md).
     mag, rnd = lookup(rows, 0.1, "magnitude"), lookup(rows, 0.1, "random")
