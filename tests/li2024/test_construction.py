@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.core.params import ParamError
 from dynamics.models.li2024 import analyze
 from dynamics.models.li2024.data import all_tasks, balanced_count, balanced_tasks, role_counts

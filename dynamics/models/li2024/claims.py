@@ -3,7 +3,7 @@ baselines, each decided by a rule stated here before anything runs (docs/models/
 "Claims ledger", gives the numbers).
 
 Every decide function trains (or reuses, within one process) ``R`` replicas through the front end,
-replica ``r`` being ``simulate("li2024", method="mc", seed=r)`` with its own training tasks,
+replica ``r`` being ``run(Li2024, method="mc", seed=r)`` with its own training tasks,
 initialisation and prompts (:mod:`.training`), and evaluates the saved weights at the test settings
 it needs without retraining (:func:`.evaluation.evaluate_states`).  Standard errors are over
 replicas (:func:`dynamics.core.stats.mean_se`, :func:`~dynamics.core.stats.paired_gap`): they

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, declare
+from dynamics.core.contract import Block, Model, Observable, SampledLoss
+from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.li2024 import analysis
@@ -83,7 +84,7 @@ def odr_coefficients(cfg: dict, rng: np.random.Generator | None = None) -> np.nd
     return patterns.coefficients(M1t, M1, cfg["S1"], "dirichlet", rng)
 
 
-class Li2024(Model):
+class Li2024(Model, SampledLoss):
     """One-layer transformer with softmax attention and a ReLU MLP (H. Li et al., ICML 2024)."""
 
     name = "li2024"
