@@ -14,8 +14,8 @@ into ``--out`` (default ``RUN_DIR/analysis``):
   magnitude-based and random pruning of ``W_O`` rows at the ``--rates`` (out of domain; each
   rate's change is paired on common test prompts).
 
-With any of ``--l-test``, ``--S1``, ``--alpha-prime``, ``--odr-norm``, ``--construction`` (comma-
-separated lists) it instead evaluates the saved weights on that grid of test settings without
+With any of ``--l-test``, ``--S1``, ``--alpha-prime``, ``--odr-norm``, ``--construction``,
+``--q-norm`` (comma-separated lists; ``--q-norm`` scales the test prompts' label embedding) it instead evaluates the saved weights on that grid of test settings without
 retraining (:func:`evaluate_run`) and writes ``evaluation.nc`` (dimensions ``replica`` and the
 swept settings; error, hinge loss and same-pattern attention in and out of domain with their
 standard errors) and the long table ``evaluation.csv``; the pruning options are refused there.
@@ -103,7 +103,8 @@ def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, d
 
 
 GRID_FLAGS = {"l_test": ("--l-test", int), "S1": ("--S1", float), "alpha_test": ("--alpha-prime", float),
-              "odr_norm": ("--odr-norm", float), "odr_construction": ("--construction", str)}
+              "odr_norm": ("--odr-norm", float), "odr_construction": ("--construction", str),
+              "q_norm": ("--q-norm", float)}
 """Test settings the command line can sweep: setting -> (flag, kind)."""
 
 
