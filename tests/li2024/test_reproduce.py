@@ -80,6 +80,11 @@ def test_li_pruning_magnitude_beats_random(tmp_path):
     assert abs(mag[0]) <= abs(rnd[0]) + 3 * np.hypot(mag[1], rnd[1])
     _, norms = read(tmp_path / "li-pruning-magnitudes.csv")
     assert len(norms) == 5 * 40
+    header, per = read(tmp_path / "li-pruning-replicas.csv")  # the replicas behind the mean
+    assert header == ["replica", "metric", "prune_rate", "method", "value", "change"] and len(per) == 5 * 2 * 9 * 2
+    for how in ("magnitude", "random"):
+        vals = [float(r[5]) for r in per if r[1] == "hinge" and r[2] == "0.1" and r[3] == how]
+        assert np.isclose(np.mean(vals), lookup(hinge, 0.1, how)[0], rtol=1e-12, atol=1e-15)
 
 
 def test_li_baselines_table_or_clean_skip(tmp_path, monkeypatch, capsys):

@@ -201,6 +201,11 @@ def li_pruning(out: str, quick: bool = False, workers: int | None = None) -> dic
     table += "\n" + write_table(os.path.join(out, "li-pruning-hinge"), ["prune_rate", "method", "hinge", "stderr",
                                                                         "change", "change_stderr"], out_rows["hinge"],
                                 digits=True, title="OOD hinge loss (the slides' generalization error, eq. 10)")
+    write_table(os.path.join(out, "li-pruning-replicas"), ["replica", "metric", "prune_rate", "method", "value",
+                                                           "change"],
+                [(r, metric, rate, how, p[(how, rate, metric)][0], p[(how, rate, metric)][2]) for r, p in enumerate(per)
+                 for metric in ("error", "hinge") for rate in PRUNE_RATES for how in ("magnitude", "random")],
+                digits=True, title="Every replica's own value and paired change (the spread behind mean +- SE)")
     norms = [np.linalg.norm(st["W_O"], axis=1) for st in states]
     write_table(os.path.join(out, "li-pruning-magnitudes"), ["replica", "rank", "neuron_norm"],
                 [(r, k, v) for r, nrm in enumerate(norms) for k, v in enumerate(np.sort(nrm))], digits=True)
