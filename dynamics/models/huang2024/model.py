@@ -70,6 +70,7 @@ class Huang2024(Model):
     params = declare(PARAMS, methods, {"steps": 100_000, "batch": 1000, "snapshots": 200})
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
+    claims = "dynamics.models.huang2024.claims:CLAIMS"
 
     # ---- parameters -----------------------------------------------------------------------
     @classmethod

@@ -41,10 +41,10 @@ def loglog_slope(x, y):
     return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
 
 
-def _run(preset, K, N, steps, method="gd", snapshots=400, **kw):
+def _run(preset, K, N, steps, method="gd", snapshots=400, p1=0.5, **kw):
     from dynamics.simulate import simulate
 
-    return simulate("huang2024", method, K=K, N=N, preset=preset, **({"p1": 0.5} if preset == "imbalanced" else {}),
+    return simulate("huang2024", method, K=K, N=N, preset=preset, **({"p1": p1} if preset == "imbalanced" else {}),
                     eta=1.0, steps=steps, snapshots=snapshots, **kw)
 
 
@@ -231,6 +231,45 @@ def phases(out, quick=False, workers=None, processes=None):
 
 
 # --------------------------------------------------------------------------- scaling
+def convergence_times(Ks, eps, path, snapshots=400, workers=None, processes=False):
+    """The convergence times ``T_1(eps)`` and ``T_k(K, eps)`` of the paper's theorem, by gradient flow.
+
+    Imbalanced preset with ``p_1 = 1/2``, ``N = K^2``, ``eta = 1`` (time in GD steps), from
+    ``Q = 0``; one sweep point per ``K`` through :mod:`dynamics.sweep`, horizon
+    ``20 K^2 log K + 100 K / min(eps)``.  Each time is the root of ``L_k - L_k^* - eps`` on the
+    integrator's dense output (exact to its tolerance; NaN where not reached).
+
+    Parameters
+    ----------
+    Ks : list of int, shape (nK,)
+    eps : list of float, shape (ne,)
+    path : str
+        The sweep's ``.nc`` file (resumed if it holds finished points).
+    snapshots, workers, processes
+        Recorded snapshots per run; Dask workers; worker processes (else threads).
+
+    Returns
+    -------
+    T : ndarray, shape (nK, ne, 2)
+        ``T[:, :, 0] = T_1`` (dominant query), ``T[:, :, 1] = T_k`` (under-represented query).
+    ds : xarray.Dataset
+        The sweep's dataset (``first_below``, ``final_gap``, ``N``).
+    path : str
+        Where it was written.
+    """
+    from dynamics.sweep import load_sweep, run_sweep
+
+    spec = dict(model="huang2024", name="scaling",
+                fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=int(snapshots)),
+                derived=dict(N="K**2", steps=f"ceil(20 * K**2 * log(K) + 100 * K / {min(eps)!r})"),
+                sweep=dict(K=list(Ks)), outputs=dict(first_below=list(eps), final=["gap"]))
+    rep = run_sweep(spec, path, workers=workers, processes=processes)
+    if not rep.ok:
+        raise RuntimeError("scaling sweep failed: " + "; ".join(rep.errors))
+    ds = load_sweep(rep.path)
+    return ds["first_below"].transpose("K", "eps", "query_class").values, ds, rep.path
+
+
 def scaling(out, quick=False, workers=None, processes=None):
     """Convergence times against the paper's theorem: ``T_1(eps)`` and ``T_k(K, eps)`` with
     ``N = K^2`` (gradient flow; time in GD steps, eta = 1), fitted log-log exponents."""
@@ -241,16 +280,9 @@ def scaling(out, quick=False, workers=None, processes=None):
     Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000,
                                                 1_000_000]
     eps = [1e-2, 1e-3, 1e-4] if quick else [float(f"{m}e-{j}") for j in range(2, 11) for m in (3, 1)][1:]
-    spec = dict(model="huang2024", name="scaling",
-                fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=400 if quick else 1200),
-                derived=dict(N="K**2", steps=f"ceil(20 * K**2 * log(K) + 100 * K / {min(eps)!r})"),
-                sweep=dict(K=Ks), outputs=dict(first_below=eps, final=["gap"]))
     t0 = time.perf_counter()
-    rep = run_sweep(spec, os.path.join(out, "scaling_sweep.nc"), workers=workers, processes=processes)
-    if not rep.ok:
-        raise RuntimeError("scaling sweep failed: " + "; ".join(rep.errors))
-    ds = load_sweep(rep.path)
-    T = ds["first_below"].transpose("K", "eps", "query_class").values  # (K, eps, class)
+    T, ds, path = convergence_times(Ks, eps, os.path.join(out, "scaling_sweep.nc"), snapshots=400 if quick else 1200,
+                                    workers=workers, processes=processes)
     T1, Tk = T[:, :, 0], T[:, :, 1]
     # GD cross-check at K = 10: exact GD against the flow (eta = 1).
     gd_eps = eps[: 2] if quick else [e for e in eps if e >= 1e-4]
@@ -325,7 +357,7 @@ def scaling(out, quick=False, workers=None, processes=None):
                           ["eps", "T_1 exact GD", "T_1 flow", "T_k exact GD", "T_k flow"], g_rows,
                           "Exact GD against gradient flow, K = 10, N = 100")
     return dict(Ks=Ks, eps=eps, T1=T1, Tk=Tk, T_gd=T_gd, gd_eps=gd_eps, b1=b1, b1_thm=b1_thm, c1=c1, bK=bK,
-                bK_thm=bK_thm, be=be, be_thm=be_thm, final_gap=ds["final_gap"].values, sweep_path=rep.path,
+                bK_thm=bK_thm, be=be, be_thm=be_thm, final_gap=ds["final_gap"].values, sweep_path=path,
                 tables=t_table + "\n" + f_table + "\n" + g_table, wall_s=wall)
 
 
