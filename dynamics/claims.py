@@ -183,8 +183,12 @@ def document(df) -> str:
              "construction` (true by algebra or by a choice of ours, the rule was never at risk); `consistent` / "
              "`inconsistent` (a measurement against a theorem's upper bound: below it is consistent, never "
              "reproduced); `not reproduced`; `inconclusive` (the rule cannot separate the outcomes at this size).",
+             "",
+             "`wall_s` is the time of the row (claim and negative control) in its run; a run computes the "
+             "trajectories several rows share once, so a later row of the same run may show almost none.",
              "", "## Summary", ""]
-    lines.append(markdown(df, ("claim_id", "verdict", "negative_verdict", "quick", "wall_s", "date")))
+    summary = df.assign(size=["quick" if str(q) == "True" else "full" for q in df["quick"]])
+    lines.append(markdown(summary, ("claim_id", "verdict", "negative_verdict", "size", "wall_s", "machine", "date")))
     for model, part in df.groupby("model", sort=False):
         lines += [f"## {model}", ""]
         for r in part.itertuples(index=False):

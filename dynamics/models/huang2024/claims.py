@@ -260,7 +260,8 @@ def attention(quick=False, out=None, negative=False):
         with np.errstate(divide="ignore", invalid="ignore"):  # 0 / 0 where both underflow: within the bound
             ratio = np.where((1 - own) ** 2 == 0, 0.0, (1 - own) ** 2 / (2 * L))
         worst = max(worst, float(np.max(ratio)))
-        finals.append(f"{name}: final (1 - E Attn_k)^2 = {', '.join(f'{x:.3g}' for x in (1 - own[-1]) ** 2)}, "
+        finals.append(f"{name}: final {'(1 - E Attn_{k,1})^2' if negative else '(1 - E Attn_k)^2'} = "
+                      f"{', '.join(f'{x:.3g}' for x in (1 - own[-1]) ** 2)}, "
                       f"gap = {', '.join(f'{x:.3g}' for x in (res.L_f[-1] - res.L_star)[: own.shape[1]])}")
     verdict = BY_CONSTRUCTION if worst <= 1 + 1e-12 else NOT_REPRODUCED
     what = "(1 - E[Attn_{k,1}])^2, rare query, dominant key" if negative else "(1 - E[Attn_k])^2"
@@ -373,6 +374,8 @@ def tk_eps(quick=False, out=None, negative=False):
 # --------------------------------------------------------------------------- rows
 _SRC = "Huang, Cheng, Liang, In-Context Convergence of Transformers (ICML 2024)"
 _M = "dynamics.models.huang2024.claims"
+_TK = (f"{_SRC}, informal theorem 'Prediction Error Converges', item 2",
+       "T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta)) for an under-represented feature.")
 CLAIMS = (
     Claim("huang-stagewise", "huang2024", f"{_SRC}, abstract; informal theorem 'Prediction Error Converges'",
           "With imbalanced features the dominant feature's query converges first, the under-represented ones later.",
@@ -414,14 +417,12 @@ CLAIMS = (
           "end below is consistent, lower end above inconsistent",
           "flow checked against exact GD by the scaling target; roots of the gap on the dense output",
           "the same times fitted against eps^(-1/2)", f"{_M}:t1_eps", bound=True),
-    Claim("huang-Tk-K", "huang2024", f"{_SRC}, informal theorem 'Prediction Error Converges', item 2",
-          "T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta)) for an under-represented feature.",
+    Claim("huang-Tk-K", "huang2024", *_TK,
           "exponent of T_k(eps = 1e-2) in K, N = K^2 (gradient flow, eta = 1)",
           "upper_bound_exponent against the least-squares slope of the leading term K^2 log K on the same K",
           "K >= 100 (quick) / 1000 (full), where K^2 log K dominates the bound at eps = 1e-2",
           "the same times fitted against K^(1/2)", f"{_M}:tk_K", bound=True),
-    Claim("huang-Tk-eps", "huang2024", f"{_SRC}, informal theorem 'Prediction Error Converges', item 2",
-          "T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta)) for an under-represented feature.",
+    Claim("huang-Tk-eps", "huang2024", *_TK,
           "exponent of T_k in 1/eps at K = 10, N = 100, eps <= 1e-3 (gradient flow, eta = 1)",
           "upper_bound_exponent against the least-squares slope of the leading term K log(K eps^-1/2)/eps",
           "eps <= 1e-3, where that term dominates the bound at K = 10",
