@@ -149,6 +149,27 @@ def write_ledger(rows, out: str):
     return df
 
 
+def remove_previous(out: str) -> list:
+    """Remove what an earlier ledger run wrote into ``out`` (its ``claims.csv``, ``claims.md`` and
+    the figures that ``claims.csv`` lists), nothing else; returns the removed paths."""
+    import pandas as pd
+
+    csv = os.path.join(out, "claims.csv")
+    if not os.path.isfile(csv):
+        return []
+    try:
+        figures = [f for f in pd.read_csv(csv, keep_default_na=False).get("figure", []) if isinstance(f, str) and f]
+    except (OSError, ValueError):
+        figures = []
+    gone = []
+    for name in [*figures, "claims.csv", "claims.md"]:
+        path = os.path.join(out, name)
+        if os.path.isfile(path) and os.path.dirname(os.path.abspath(path)) == os.path.abspath(out):
+            os.unlink(path)
+            gone.append(path)
+    return gone
+
+
 def read_ledgers(folders) -> "pd.DataFrame":
     """The rows of ``claims.csv`` in each folder, later folders winning for a repeated claim id.
     UsageError naming a folder without a readable ``claims.csv`` or with missing columns."""
@@ -216,8 +237,8 @@ def _parser():
     ap.add_argument("--claim", metavar="ID[,ID...]", help="only these claims (ids as --list shows them)")
     ap.add_argument("--quick", action="store_true", help="reduced sizes (what the tests run)")
     ap.add_argument("--out", help="output folder (default runs/claims)")
-    ap.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder (or replace an "
-                    "existing --doc file)")
+    ap.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
+                    "an earlier ledger run wrote there (or replace an existing --doc file)")
     ap.add_argument("--list", action="store_true", help="print the selected claims and exit (nothing runs)")
     ap.add_argument("--doc", metavar="FILE.md", help="write the ledger page from earlier runs (needs --from)")
     ap.add_argument("--from", dest="sources", nargs="+", metavar="DIR", help="with --doc: run folders holding "
@@ -263,6 +284,7 @@ def _main(argv):
     if os.path.isdir(out) and os.listdir(out) and not args.overwrite:
         raise UsageError(f"--out {out} is not empty; give --overwrite to write the ledger there")
     os.makedirs(out, exist_ok=True)
+    remove_previous(out)
     rows, failed = [], 0
     for c in chosen:
         row = decide_row(c, args.quick, out)

@@ -256,6 +256,10 @@ def test_front_end_refuses_to_overwrite_unasked(fake, tmp_path, capsys):
     assert sorted(os.listdir(out)) == ["keep.txt"] and not CALLS
     assert front.main(["--out", str(out), "--overwrite"]) == 0
     assert (out / "claims.csv").exists() and (out / "keep.txt").read_text() == "mine"
+    # Overwriting an earlier ledger removes the figures it listed, and only those.
+    assert (out / "fake.png").exists()
+    assert front.main(["--out", str(out), "--overwrite", "--model", "yang2024"]) == 0
+    assert sorted(os.listdir(out)) == ["claims.csv", "claims.md", "keep.txt"]
 
 
 def test_front_end_refuses_an_unwritable_out(fake, tmp_path, capsys):
