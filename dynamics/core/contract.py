@@ -15,7 +15,7 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
 2.  Set ``name`` (the registry name used by ``--model`` and in sweep specs) and ``reference``
     (the paper).
 3.  Declare every parameter of the system once, in ``params = declare(own, methods,
-    method_defaults)`` (:func:`declare` adds ``seed`` and the methods' parameters to the model's
+    method_defaults)`` (:func:`dynamics.methods.declare` adds ``seed`` and the methods' parameters to the model's
     own :class:`~dynamics.core.params.ParamSet`): type, default, rule, and help text that names
     the paper's symbol; ``method_defaults`` overrides the defaults of the methods' own
     parameters (``steps``, ``batch``, ...) for this model.  Every modelling choice a source leaves open is a parameter with a
@@ -39,9 +39,9 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
     gradient with respect to every block, plus ``gap`` (per-part distance to the optimum, used
     by the ``eps`` stopping rule and the first-crossing times) when the optimum is known.
     :meth:`direction` maps gradients to the descent direction (a preconditioned step such as
-    Yang's reduced ``theta_h`` update overrides it).  A model may override :meth:`advance` with
-    a compiled loop of many steps (Huang does); it must keep the semantics of
-    :func:`dynamics.methods.gd.advance_python`.
+    Yang's reduced ``theta_h`` update overrides it).  A model may set :attr:`advance` to a
+    compiled loop of many steps (Huang does); it must keep the semantics of
+    :func:`dynamics.methods.gd.advance_python` (and a test compares the two step for step).
 8.  Monte Carlo (``mc``) needs :meth:`sample` (a batch of prompts from ``rng``) and
     :meth:`batch_loss_grad` (the mean loss over the batch and its exact gradient with respect to
     every block).  Evaluation on held-out prompts happens in :meth:`observe`, with the ``rng``
@@ -63,20 +63,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from dynamics.core.params import SEED, ParamError, ParamSet
-
-METHODS = ("gd", "flow", "mc")
-"""Every method the simulator knows: exact GD, gradient flow, Monte Carlo training."""
-EXACT_METHODS = ("gd", "flow")
-
-
-def declare(own: ParamSet, methods, method_defaults: dict | None = None) -> ParamSet:
-    """A model's full parameter set: ``seed``, its own parameters, then those of its methods
-    (:mod:`dynamics.methods.params`) with its defaults.  Use it for ``Model.params`` (rule 3)."""
-    from dynamics.methods.params import method_params
-
-    return ParamSet([SEED]).merged(own, method_params(methods, method_defaults))
-
+from dynamics.core.params import ParamError, ParamSet
 
 class Block(NamedTuple):
     """A block of the state: its ``shape``, the paper's ``symbol`` and the name of the step-size
@@ -93,6 +80,16 @@ class Observable(NamedTuple):
 
     dims: tuple
     symbol: str
+    doc: str
+
+
+class SweepOutput(NamedTuple):
+    """An extra sweep output a model registers (:meth:`Model.sweep_outputs`): ``arg`` is the kind
+    of value the spec gives (``flag`` true, ``eps`` one positive number), ``fn(result, arg)``
+    returns an :class:`xarray.DataArray` (its dimensions labelled), ``doc`` says what it is."""
+
+    arg: str
+    fn: object
     doc: str
 
 
@@ -219,15 +216,11 @@ class Model(abc.ABC):
         """The descent direction of each block given its gradient (default: the gradient)."""
         return grads
 
-    def advance(self, state, lrs, start, stop, monitor):
-        """Exact GD from step ``start`` to ``stop`` in place; returns ``(status, step)``.
-
-        The default is the Python loop :func:`dynamics.methods.gd.advance_python`; a model may
-        override it with a compiled loop of the same semantics (rule 7).
-        """
-        from dynamics.methods.gd import advance_python
-
-        return advance_python(self, state, lrs, start, stop, monitor)
+    advance = None
+    """Optional compiled fast path of exact GD: a method ``advance(state, lrs, start, stop,
+    monitor) -> (status, step)`` that does in place what :func:`dynamics.methods.gd.advance_python`
+    does, step for step, reading and updating the monitor's documented fields (rule 7).  None:
+    the generic loop runs."""
 
     def divergence_hint(self, method: str) -> str:
         """What to try when a run diverges (printed after the step where it happened)."""

@@ -52,13 +52,10 @@ def _grid(quick):
 @lru_cache(maxsize=None)
 def _times(quick):
     """``(Ks, eps, T)`` with ``T`` (K, eps, class) from :func:`.reproduce.convergence_times`."""
-    import tempfile
-
     from dynamics.models.huang2024.reproduce import convergence_times
 
     Ks, eps = _grid(quick)
-    with tempfile.TemporaryDirectory(prefix="huang-claims-") as tmp:
-        T, _, _ = convergence_times(Ks, eps, os.path.join(tmp, "times.nc"), snapshots=400 if quick else 1200)
+    T, _ = convergence_times(Ks, eps, snapshots=400 if quick else 1200)
     return np.array(Ks, dtype=float), np.array(eps), T
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, declare
+from dynamics.core.contract import Block, Model, Observable
+from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.li2024 import analysis
