@@ -72,6 +72,9 @@ def select(model=None, ids=None) -> list:
     chosen = [c for c in every if model is None or c.model == model]
     if ids is None:
         return chosen
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise UsageError(f"--claim names {', '.join(twice)} more than once")
     for i in ids:
         if i not in by_id:
             raise UsageError(f"--claim {i!r} is not a registered claim; the claims are {', '.join(by_id) or 'none'}")

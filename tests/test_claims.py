@@ -229,6 +229,7 @@ def test_front_end_selects_by_model_and_claim(fake, tmp_path):
     (["--model", "nosuch"], "--model"),
     (["--claim", "huang-nosuch"], "huang-nosuch"),
     (["--claim", "huang-ok,,yang-bound"], "comma-separated"),
+    (["--claim", "huang-ok,huang-ok"], "more than once"),
     (["--model", "huang2024", "--claim", "yang-bound"], "belongs to model yang2024"),
     (["--list", "--quick"], "--quick does not apply"),
     (["--doc", "x.md"], "--from"),

@@ -9,6 +9,11 @@ The paper's text is not available to us: sources cite its slides' informal theor
 ("Prediction Error Converges", "Attention score concentrates", "Four-phase Behavior of
 Under-presented Features") and its abstract.  ``docs/models/huang2024.md`` section 6 states every
 rule, range and choice below in words.
+
+Every decide function has the signature of :attr:`dynamics.core.claims.Claim.decide`:
+``quick`` (reduced sizes, seconds), ``out`` (folder for its figure; none drawn without it) and
+``negative`` (measure the row's negative control instead), and returns a
+:class:`~dynamics.core.claims.Decision`.
 """
 from __future__ import annotations
 
@@ -174,6 +179,11 @@ def four_phases(quick=False, out=None, negative=False):
     first grows, and the exact boundaries of :func:`.phases.detect_phases` (``eps = 1e-3``),
     decided by :func:`phase_rule` (``"four"``).  ``negative``: the balanced preset's query, its
     ``B_{k,n}`` measured the same way (there the four-phase times do not exist; NaN).
+
+    Returns
+    -------
+    Decision
+        ``value``: ``tau_1 / tau_2`` of the first setting (NaN for the negative control); ``se``: nan.
     """
     from dynamics.models.huang2024.phases import detect_phases
 
@@ -211,6 +221,11 @@ def two_phases(quick=False, out=None, negative=False):
     <= 2 (L_k^* + eps)``, so the rule holds by algebra once ``A_k`` grows: ``reproduced by
     construction``.  ``negative``: the under-represented query of the imbalanced preset, same
     measurement (its ``B_{k,n}`` rises first).
+
+    Returns
+    -------
+    Decision
+        ``value``: ``tau_1 / tau_2``; ``se``: nan.
     """
     bal, imb = _phase_runs(quick)
     res, f, nb = (imb, 1, 2) if negative else (bal, 0, 1)
@@ -248,6 +263,11 @@ def attention(quick=False, out=None, negative=False):
     imbalanced ``K = 10, N = 100`` GD run and the ``K = 100, N = K^2`` flow; rule: at most
     ``1 + 1e-12`` is ``reproduced by construction``, above it ``not reproduced``.  ``negative``:
     the attention on the wrong key, the dominant feature's ``E[Attn_{k,1}]`` for the rare query.
+
+    Returns
+    -------
+    Decision
+        ``value``: the largest ratio; ``se``: nan.
     """
     runs = [("K=10, N=100 (GD)", _run("imbalanced", 10, 100, 20_000)), ("K=100, N=K^2 (flow)", _big(100))]
     worst, finals = 0.0, []
@@ -277,6 +297,11 @@ def optimum(quick=False, out=None, negative=False):
     :func:`~dynamics.core.claims.slope_within` ``[0.5, 2]`` (a polynomial degree near our
     predicted 1); by algebra, so a pass is ``reproduced by construction``.  ``negative``:
     ``N = K`` (prompts not long enough), where ``-log L_k^*`` stays bounded.
+
+    Returns
+    -------
+    Decision
+        ``value``: the fitted degree of ``-log L_k^*`` in ``K``; ``se``: its standard error.
     """
     from dynamics.models.huang2024.model import Huang2024
 
@@ -330,7 +355,13 @@ def _exponent_decision(x, y, bound_x, bound_y, what, negative, out, name):
 def t1_eps(quick=False, out=None, negative=False):
     """``T_1 = O(log(eps^-1/2) / (eta eps))``: the exponent of ``T_1`` in ``1/eps`` (pooled over K)
     against the least-squares slope of ``log(eps^-1/2) / eps`` on the same ``eps``.
-    ``negative``: the same times fitted against ``eps^(-1/2)`` (twice the exponent)."""
+    ``negative``: the same times fitted against ``eps^(-1/2)`` (twice the exponent).
+
+    Returns
+    -------
+    Decision
+        ``value``: the fitted exponent; ``se``: its standard error (of the fit, not of sampling).
+    """
     from dynamics.models.huang2024.theory import theorem_T1
 
     Ks, eps, T = _times(quick)
@@ -344,7 +375,13 @@ def t1_eps(quick=False, out=None, negative=False):
 def tk_K(quick=False, out=None, negative=False):
     """``T_k = O(K^2 log K / eta + ...)``: the exponent of ``T_k(eps = 1e-2)`` in ``K`` (``N = K^2``;
     K >= 100 quick, K >= 1000 full) against the least-squares slope of the bound's leading term
-    ``K^2 log K`` on the same K.  ``negative``: the same times fitted against ``K^(1/2)``."""
+    ``K^2 log K`` on the same K.  ``negative``: the same times fitted against ``K^(1/2)``.
+
+    Returns
+    -------
+    Decision
+        ``value``: the fitted exponent; ``se``: its standard error (of the fit, not of sampling).
+    """
     Ks, eps, T = _times(quick)
     j = int(np.argmin(np.abs(eps - 1e-2)))
     keep = Ks >= (100 if quick else 1000)
@@ -358,7 +395,13 @@ def tk_K(quick=False, out=None, negative=False):
 def tk_eps(quick=False, out=None, negative=False):
     """``T_k = O(... + K log(K eps^-1/2) / (eps eta))``: the exponent of ``T_k`` in ``1/eps`` at
     ``K = 10`` for ``eps <= 1e-3`` against the least-squares slope of the bound's leading term as
-    ``eps -> 0``, ``K log(K eps^-1/2) / eps``, on the same eps.  ``negative``: against ``eps^(-1/2)``."""
+    ``eps -> 0``, ``K log(K eps^-1/2) / eps``, on the same eps.  ``negative``: against ``eps^(-1/2)``.
+
+    Returns
+    -------
+    Decision
+        ``value``: the fitted exponent; ``se``: its standard error (of the fit, not of sampling).
+    """
     Ks, eps, T = _times(quick)
     keep = eps <= 1e-3
     e, K = eps[keep], Ks[0]
