@@ -173,7 +173,7 @@ def remove_previous(out: str) -> list:
     return gone
 
 
-def read_ledgers(folders) -> "pd.DataFrame":
+def read_ledgers(folders):
     """The rows of ``claims.csv`` in each folder, later folders winning for a repeated claim id.
     UsageError naming a folder without a readable ``claims.csv`` or with missing columns."""
     import pandas as pd

@@ -23,9 +23,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from dynamics.core.claims import (BY_CONSTRUCTION, CONSISTENT, INCONCLUSIVE, INCONSISTENT, NOT_REPRODUCED, REPRODUCED,
+from dynamics.core.claims import (BY_CONSTRUCTION, INCONCLUSIVE, INCONSISTENT, NOT_REPRODUCED, REPRODUCED,
                                   Claim, Decision, gap_exceeds, slope_within, upper_bound_exponent)
-from dynamics.core.stats import linear_fit, loglog_fit
+from dynamics.core.stats import loglog_fit
 
 NAN = float("nan")
 EPS_PHASES = 1e-3
@@ -205,9 +205,9 @@ def four_phases(quick=False, out=None, negative=False):
             value = float(times[0] / times[1]) if np.isfinite(times[:2]).all() else NAN
         parts.append(f"{name}: B_kn rises first: {rises}; tau = {', '.join(f'{x:.6g}' for x in times)}")
     verdict = _combine(verdicts)
-    detail = ("; ".join(parts) + f". tau_2 <= tau_3 holds by definition (attention fraction 1/2), tau_3 < tau_4 "
-              f"follows from (1 - E Attn_k)^2 <= 2 (L_k^* + eps); the rise of B_kn and tau_1 < tau_2 are at risk. "
-              f"value: tau_1 / tau_2.")
+    detail = ("; ".join(parts) + ". tau_2 <= tau_3 holds by definition (attention fraction 1/2), tau_3 < tau_4 "
+              "follows from (1 - E Attn_k)^2 <= 2 (L_k^* + eps); the rise of B_kn and tau_1 < tau_2 are at risk. "
+              "value: tau_1 / tau_2.")
     return Decision(value, NAN, verdict, detail, None)
 
 
