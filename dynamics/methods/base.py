@@ -40,6 +40,9 @@ class Method(abc.ABC):
 
     name: ClassVar[str]
     params: ClassVar[ParamSet]
+    requires: ClassVar[type]
+    """The opt-in part of the model contract the method needs (:class:`~dynamics.core.contract.ExactLoss`
+    or :class:`~dynamics.core.contract.SampledLoss`)."""
     exact: ClassVar[bool] = False
     replicated: ClassVar[bool] = False
     extra_observables: ClassVar[dict] = {}

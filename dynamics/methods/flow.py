@@ -15,6 +15,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
+from dynamics.core.contract import ExactLoss
 from dynamics.methods.base import Method, Outcome
 from dynamics.methods.params import PARAMS
 
@@ -143,6 +144,7 @@ class Flow(Method):
 
     name = "flow"
     params = PARAMS["flow"]
+    requires = ExactLoss
     exact = True
     manifest_keys = ("rhs_evaluations", "stopped_at")
 

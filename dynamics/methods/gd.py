@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from dynamics.core.errors import SimulationDiverged
+from dynamics.core.contract import ExactLoss
 from dynamics.methods.base import Method, Outcome
 from dynamics.methods.params import PARAMS
 
@@ -247,6 +248,7 @@ class GD(Method):
 
     name = "gd"
     params = PARAMS["gd"]
+    requires = ExactLoss
     exact = True
     checkpoint_keys = ("state", "records", "step", "pos", "monitor")
 

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from dynamics.core.errors import SimulationDiverged
+from dynamics.core.contract import SampledLoss
 from dynamics.methods.base import TRAIN_LOSS, Method, Outcome
 from dynamics.methods.gd import Adam, adam_params, plain_step
 from dynamics.methods.params import PARAMS
@@ -153,6 +154,7 @@ class MonteCarlo(Method):
 
     name = "mc"
     params = PARAMS["mc"]
+    requires = SampledLoss
     replicated = True
     extra_observables = {"train_loss": TRAIN_LOSS}
     checkpoint_keys = ("records", "replica", "finals")

@@ -74,6 +74,9 @@ def run(model, method=None, *, init=None, save_at=None, progress=False, on_check
         method = model.methods[0]
     m = build(model, method, **params)
     meth = get_method(method)
+    if not isinstance(m, meth.requires):
+        raise TypeError(f"{m.name} lists method {method} but does not implement {meth.requires.__name__} "
+                        "(rule 7 or 8 of dynamics.core.contract)")
     c = m.config
     steps = int(c["steps"])
     if save_at is None:

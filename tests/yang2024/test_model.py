@@ -266,6 +266,7 @@ def test_sweep_over_heads_gives_the_numbers_of_single_runs(tmp_path):
     directly, bit for bit."""
     import xarray as xr
 
+    pytest.importorskip("distributed", reason="the sweep runner needs the sweep extra (Dask distributed)")
     from dynamics.sweep import run_sweep
 
     fixed = {**{k: v for k, v in SMALL.items() if k != "H"}, "steps": 300}

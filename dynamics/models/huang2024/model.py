@@ -14,7 +14,7 @@ from functools import cached_property
 import numpy as np
 
 from dynamics.core import validate
-from dynamics.core.contract import Block, Evaluation, Model, Observable
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
 from dynamics.methods import declare
 from dynamics.core.jit import jit
 from dynamics.core.params import Param, ParamError, ParamSet, nonnegative_float, positive_float, positive_int
@@ -57,7 +57,7 @@ MC_MAX_K = 2000
 """The Monte Carlo model keeps K x K scores: modest K only."""
 
 
-class Huang2024(Model):
+class Huang2024(Model, ExactLoss, SampledLoss):
     """One-layer softmax attention learning linear functions in context (Huang, Cheng, Liang 2024).
 
     Exact state: ``coords`` (F, F + 1), ``coords[f, 0] = A_k`` and ``coords[f, 1 + g] =

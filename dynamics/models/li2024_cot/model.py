@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable
+from dynamics.core.contract import Block, Model, Observable, SampledLoss
 from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
@@ -59,7 +59,7 @@ def build_data(cfg: dict) -> DataModel:
                      noise=cfg["noise"])
 
 
-class Li2024CoT(Model):
+class Li2024CoT(Model, SampledLoss):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"

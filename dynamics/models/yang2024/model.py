@@ -21,7 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
-from dynamics.core.contract import Block, Evaluation, Model, Observable
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
 from dynamics.methods import declare
 from dynamics.core.params import Param, ParamError, ParamSet, nonnegative_float, positive_float, positive_int
 from dynamics.core.rng import model_rng
@@ -82,7 +82,7 @@ PARAMS = ParamSet([
 ])
 
 
-class Yang2024(Model):
+class Yang2024(Model, ExactLoss, SampledLoss):
     """One-layer multi-head softmax attention learning ridge regression in context.
 
     Exact state: ``theta`` (H, N, K) (``theta_h = V^T Q_h V_all``) or ``Q`` (H, d, d), and ``w``
