@@ -153,6 +153,25 @@ def test_huang_phase_rule():
         phase_rule(True, [1, 2], "three")
 
 
+def test_huang_exponent_rule_on_constructed_times():
+    from dynamics.models.huang2024.claims import _exponent_decision, _rises
+
+    # T = 1/eps exactly (exponent 1, a tiny deterministic wiggle so the CI has a width) against the
+    # bound log(eps^-1/2)/eps, whose least-squares slope on this grid is above 1: consistent; the
+    # same times against eps^-1/2 have exponent 2: inconsistent.
+    x = np.logspace(2, 8, 13)
+    y = x * (1 + 1e-3 * np.sin(np.arange(13)))
+    bound = np.log(np.sqrt(x)) * x
+    d = _exponent_decision(x, y, x, bound, "T", False, None, "t")
+    assert d.verdict == CONSISTENT and abs(d.value - 1) < 1e-3 and d.numbers["bound"] > 1.05
+    assert _exponent_decision(x, y, x, bound, "T", True, None, "t").verdict == INCONSISTENT
+    # A measured exponent exactly the bound's (y proportional to the bound) straddles it: inconclusive.
+    assert _exponent_decision(x, bound * (1 + 1e-3 * np.sin(np.arange(13))), x, bound, "T", False, None,
+                              "t").verdict == INCONCLUSIVE
+    assert _rises(np.array([0.0, 1e-9, -1.0])) and not _rises(np.array([0.0, -1e-9, -1.0]))
+    assert not _rises(np.array([0.0, 1e-13]))  # within rounding of the start
+
+
 # ---------------------------------------------------------------- the front end
 CALLS = []
 
