@@ -108,11 +108,7 @@ def test_observe_returns_exactly_the_declared_observables(name, method):
                 assert np.shape(v)[axis] == len(labels[dim]), (k, dim)
 
 
-HUANG_METRIC = pytest.mark.xfail(strict=True, reason=(
-    "Huang's loss_grad returns dL/dQ per entry of a symmetry class (dL/dcoords divided by the number of "
-    "Q's entries a coordinate stands for), so that a GD step on coords is a GD step on Q; the contract "
-    "does not yet say which gradient a reduced model returns"))
-EXACT = [pytest.param(n, me, marks=HUANG_METRIC) if n == "huang2024" else (n, me) for n, me in CASES if me == "gd"]
+EXACT = [(n, me) for n, me in CASES if me == "gd"]
 MC = [(n, me) for n, me in CASES if me == "mc"]
 
 
@@ -122,8 +118,10 @@ def test_exact_gradient_matches_central_differences(name, method):
     state = state_of(m, method)
     ev = m.loss_grad(state)
     assert set(ev.grads) >= {b for b, blk in m.blocks(method).items() if blk.lr is not None}
+    scale = m.gradient_scale()  # reduced coordinates: per-entry gradients times entries per coordinate
+    grads = {b: g * scale[b] if b in scale else g for b, g in ev.grads.items()}
     for seed in (0, 1):
-        check_directional(lambda s: m.loss_grad(s).loss, ev.grads, state, directions(m, method, state, seed))
+        check_directional(lambda s: m.loss_grad(s).loss, grads, state, directions(m, method, state, seed))
 
 
 @pytest.mark.parametrize("name, method", MC)

@@ -7,8 +7,8 @@ flow (``flow``), or Monte Carlo training on sampled prompts (``mc``, SGD or Adam
 ``reproduce``) only ever talk to a model through this contract; they never name a model's
 quantities.
 
-Rules for adding a model (Huang's subpackage, :mod:`dynamics.models.huang2024`, is the worked
-example; ``docs/ARCHITECTURE.md`` walks through it):
+Rules for adding a model (the small linear-attention model :mod:`dynamics.models.zhang2024` is the
+worked example to copy; ``docs/ARCHITECTURE.md`` walks through it rule by rule):
 
 1.  Create ``dynamics/models/<name>/`` and subclass :class:`Model` in its ``model.py``; add one
     line to :data:`dynamics.models.REGISTRY`.  Nothing outside the subpackage changes.
@@ -251,6 +251,14 @@ class ExactLoss(abc.ABC):
     def direction(self, state: dict, grads: dict) -> dict:
         """The descent direction of each block given its gradient (default: the gradient)."""
         return grads
+
+    def gradient_scale(self) -> dict:
+        """``{block: array}`` with ``dL/dblock = scale * grads[block]``; default: none (the
+        gradients are dL/dblock).  A model whose coordinates each stand for several entries of the
+        paper's parameters (Huang's symmetry classes) returns the gradient per entry, so that a GD
+        step on the coordinates is the paper's GD step, and says here how many entries each stands
+        for."""
+        return {}
 
     def direction_jacobian(self, state: dict):
         """Optional: ``d direction / d state`` over the concatenated, flattened blocks (C order, in

@@ -194,6 +194,11 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         validate.finite_result("the exact Huang gradient (reduced coordinates)", L_f=L_f, grad=grad)
         return ReducedEvaluation(float(self._weights @ L_f), grad, L_f, attn)
 
+    def gradient_scale(self):
+        """Entries of ``theta`` per coordinate: ``A_k`` of class f stands for its ``size_f`` diagonal
+        entries, ``B_{k,n}`` of classes (f, g) for ``size_f x m_col[f, 1 + g]`` off-diagonal ones."""
+        return {"coords": self.structure.sizes[:, None] * self._m_col}
+
     def direction_jacobian(self, state):
         """``d grad / d coords`` (flattened ``(F (F + 1))^2``, block diagonal per query class) from
         the exact Jacobian of :mod:`.jacobian`: the flow's integrator needs no finite differences."""
