@@ -56,8 +56,8 @@ def grid(steps: int, linear: int = 200, log: int = 60) -> np.ndarray:
 
 def _first(res, level):
     """First iteration with ``L - L* <= level x L*`` (NaN: never)."""
-    lv = np.asarray(res.ds["level"].values)
-    j = int(np.argmin(np.abs(np.log(lv) - np.log(level * float(res.ds["L_star"])))))
+    lv = np.asarray(res.ds["level"].values)  # relative to L* (the model's gap_scale)
+    j = int(np.argmin(np.abs(np.log(lv) - np.log(level))))
     return float(res.ds["first_below"].values[0, j])
 
 
@@ -65,10 +65,10 @@ def _exact_to_convergence(params, steps):
     """Exact GD at ``eta_Q = STEP_FRACTION x 2/ell_0`` until ``L - L* <= EPS_REL L*`` or ``steps``;
     returns ``(result, 2/ell_0)``."""
     model = Yang2024.create("gd", **params)
-    L_star, limit = model.problem.L_star, 2.0 / model.ell0
+    limit = 2.0 / model.ell0
     try:
-        res = simulate("yang2024", "gd", steps=steps, save_at=grid(steps), eps=EPS_REL * L_star,
-                       levels=list(LEVELS_REL * L_star), eta_Q=STEP_FRACTION * limit, check_step=False, **params)
+        res = simulate("yang2024", "gd", steps=steps, save_at=grid(steps), eps=EPS_REL, levels=list(LEVELS_REL),
+                       eta_Q=STEP_FRACTION * limit, **params)
     except SimulationDiverged as err:
         res = err.result
     return res, limit
