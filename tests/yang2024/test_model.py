@@ -43,6 +43,9 @@ def create(**kw):
     (dict(eta_fraction=1.0), "eta_fraction", "eta_fraction must be a finite number > 0 and < 1"),
     (dict(eta_fraction=0.2, eta_Q=0.01), "eta_fraction", "give one of eta_Q and eta_fraction"),
     (dict(optimizer="adam", eta_fraction=0.2), "eta_fraction", "Adam's default learning rate"),
+    (dict(eta_Q=0.01, pilot_steps=10), "pilot_steps", "unused with a given eta_Q"),
+    (dict(optimizer="adam", pilot_steps=10), "pilot_steps", "unused with a given eta_Q or with optimizer = adam"),
+    (dict(diverge_factor=1.0), "diverge_factor", "diverge_factor must be"),
 ])
 def test_bad_parameters_name_the_parameter_and_rule(kw, name, rule):
     with pytest.raises(ParamError, match=rule) as err:

@@ -177,6 +177,9 @@ class Yang2024(Model):
         if "eta_fraction" in given and values.get("optimizer") == "adam":
             raise ParamError("eta_fraction", "eta_fraction is a fraction of the stability limit of plain steps; Adam's "
                                              "default learning rate is 1e-4 (set eta_Q)")
+        if "pilot_steps" in given and (values["eta_Q"] is not None or values.get("optimizer") == "adam"):
+            raise ParamError("pilot_steps", "pilot_steps chooses the default plain step; it is unused with a given "
+                                            "eta_Q or with optimizer = adam (leave it out)")
         if "check_step" in given and values.get("optimizer") == "adam":
             raise ParamError("check_step", "check_step applies to plain steps; Adam's steps are not bounded by the "
                                            "GD stability limit")
