@@ -22,7 +22,7 @@ from dynamics.core.claims import (BY_CONSTRUCTION, INCONCLUSIVE, NOT_REPRODUCED,
                                   geometric_or_power)
 from dynamics.core.errors import SimulationDiverged
 from dynamics.core.rng import model_rng
-from dynamics.core.stats import loglog_fit, mean_se
+from dynamics.core.stats import mean_se
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.data import Problem, draw_dictionary
 from dynamics.models.yang2024.model import Yang2024
@@ -237,31 +237,6 @@ def decide_large_H(quick=False, out=None, negative=False):
 
 
 # ---- Fig 3: the gap vanishes at N = m ---------------------------------------------------------
-def best_gap_curve(quick, copy_labels=True):
-    """``(Ns, gaps (seeds, N))``: the Fig 3 gap ``(1/K) E|yhat* - yhat_best|^2`` at m = 100,
-    tau = 0.01, K = 200, d = 100; ``copy_labels=False`` is the negative control's wrong
-    ``yhat_best``, ridge on all K tokens (the prompt's labels replaced by ridge predictions)."""
-    m, tau, K, d = 100, 0.01, 200, 100
-    Ns = np.arange(50, 151, 10 if quick else 5)
-    seeds = range(4 if quick else 20)
-    gaps = np.empty((len(seeds), Ns.size))
-    for i, seed in enumerate(seeds):
-        V_all, Zhat = draw_dictionary(model_rng(seed, "yang2024.dictionary"), d, K, m)
-        for j, N in enumerate(Ns):
-            pr = Problem(V_all, Zhat, int(N), tau)
-            D = ridge.ridge_matrix(pr, pr.m * pr.tau) - _best_matrix(pr, copy_labels)
-            gaps[i, j] = ridge.expected_sq_diff(pr, D, ridge.moment_factor(pr, 0.0, 1.0))
-    return Ns, gaps
-
-
-def _best_matrix(pr, copy_labels):
-    P = ridge.ridge_matrix(pr, pr.N * pr.tau)
-    if not copy_labels:  # lambda_hat = (Z Z^T + N tau I)^{-1} Z y predicts every token
-        Z = pr.Z
-        P = np.linalg.solve(Z.T @ Z + pr.N * pr.tau * np.eye(pr.N), Z.T @ pr.Zhat)
-    return P
-
-
 def excess_risk(pr, P):
     """``(1/K) (E|P^T y - y_all|^2 - E|A^T y - y_all|^2)``: the in-domain excess risk of the
     predictor ``P`` over ``yhat* = A^T y``, from the textbook risk ``sum_k (P_k^T G P_k - 2 P_k^T c_k
@@ -285,7 +260,7 @@ def decide_fig3(quick=False, out=None, negative=False):
     N (both predictors copy the prompt's labels, as the paper defines them, and the penalties
     coincide, so the two predictors are the same matrix); ``not reproduced`` otherwise.
     Negative control: a ``yhat_best`` that does not copy the labels (ridge on all K tokens)."""
-    Ns, gaps = best_gap_curve(quick, copy_labels=not negative)
+    Ns, gaps = ridge.fig3_curve(quick, copy_labels=not negative)
     mean, se = mean_se(gaps)
     j = int(np.flatnonzero(Ns == 100)[0])
     at_m, top = float(mean[j]), float(mean.max())
@@ -298,7 +273,7 @@ def decide_fig3(quick=False, out=None, negative=False):
     dev = 0.0
     for N, g in zip(Ns, gaps[0]):
         pr = Problem(V_all, Zhat, int(N), 0.01)
-        dev = max(dev, abs(excess_risk(pr, _best_matrix(pr, not negative)) - g) / max(g, 1e-300))
+        dev = max(dev, abs(excess_risk(pr, ridge.best_matrix(pr, not negative)) - g) / max(g, 1e-300))
     numbers = {"gap_at_m": at_m, "gap_max": top, "argmax_below_m": nl, "argmax_above_m": nr,
                "gap_at_argmax_below": float(mean[Ns == nl][0]), "gap_at_argmax_above": float(mean[Ns == nr][0]),
                "gap_at_50": float(mean[0]), "gap_at_150": float(mean[-1]), "excess_risk_rel_dev": dev,

@@ -1,4 +1,4 @@
-"""The data model of Yang, Huang, Liang, Chi (2024), fixed for a whole run (MODEL.md section 7).
+"""The data model of Yang, Huang, Liang, Chi (2024), fixed for a whole run (docs/models/yang2024.md).
 
 - A dictionary of K tokens ``v_1..v_K`` in ``R^d`` (the columns of ``V_all``, unit norm, not
   orthogonal; K > d allowed); the first N are the prompt's tokens ``V = V_all[:, :N]``.
@@ -37,7 +37,7 @@ NORM_TOL = 1e-12
 
 def draw_dictionary(rng: np.random.Generator, d: int, K: int, m: int) -> tuple:
     """``(V_all, Zhat)`` as in the paper's experiments: Gaussian tokens normalised to unit norm
-    (MODEL.md section 7, **choice**), standard Gaussian representations.
+    (docs/models/yang2024.md, **choice**), standard Gaussian representations.
 
     The draws are sequential on ``rng``: first ``V_all`` (d x K, column-major order of the
     Gaussian matrix), then ``Zhat`` (m x K).
@@ -215,7 +215,7 @@ class Problem:
 
     def second_moment(self, mu, Sigma) -> np.ndarray:
         """``E[y y^T] = Z^T (mu mu^T + Sigma) Z + tau tr(mu mu^T + Sigma) I_N`` for tasks
-        ``lambda ~ (mu, Sigma)`` (MODEL.md section 7); ``G`` for ``mu = 0, Sigma = I``."""
+        ``lambda ~ (mu, Sigma)`` (docs/models/yang2024.md); ``G`` for ``mu = 0, Sigma = I``."""
         M2 = np.outer(mu, mu) + Sigma
         Z = self.Z
         return Z.T @ M2 @ Z + self.tau * np.trace(M2) * np.eye(self.N)

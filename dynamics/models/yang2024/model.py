@@ -1,6 +1,6 @@
 """The model of Yang, Huang, Liang, Chi (2024) on the contract of :mod:`dynamics.core.contract`.
 
-One-layer multi-head softmax attention learning ridge regression in context (MODEL.md section 7).
+One-layer multi-head softmax attention learning ridge regression in context (docs/models/yang2024.md).
 The population loss has an exact closed form (:mod:`.closed_form`), so all three methods run:
 
 - ``gd``: exact GD with two step sizes, ``eta_Q`` on ``theta_h`` (or ``Q_h``) and
