@@ -309,6 +309,20 @@ def test_run_directory_figures_and_manifest(tmp_path):
     assert "yang2024" in json.dumps(resolved)
 
 
+def test_cli_step_beyond_the_limit_is_run_and_its_warning_recorded(tmp_path):
+    """On the command line the warning goes into the run's manifest (and the summary names the
+    limit); --check-step true refuses with exit 2."""
+    from dynamics.core.cli import simulate_main
+
+    lim = 2.0 / create().ell0
+    args = ["--model", "yang2024", "--N", "5", "--K", "16", "--d", "8", "--m", "4", "--tau", "0.5", "--H", "10",
+            "--steps", "20", "--eta-Q", f"{1.2 * lim:.6g}", "--quiet"]
+    assert simulate_main(args + ["--out", str(tmp_path / "a")]) == 0
+    warned = json.loads((tmp_path / "a" / "manifest.json").read_text())["warnings"]
+    assert any("beyond the stability limit 2/ell_0" in w for w in warned)
+    assert simulate_main(args + ["--check-step", "true", "--out", str(tmp_path / "b")]) == 2
+
+
 def test_seeds_of_data_and_initial_state():
     """seed draws the dictionary and Q_h^(0); data_seed pins the dictionary while seed varies Q_h^(0)."""
     a, b = create(seed=1), create(seed=2)
