@@ -120,7 +120,7 @@ def test_user_dictionary(tmp_path):
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     rc = simulate_main(["--model", "yang2024", "--H", "0", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -297,7 +297,7 @@ def test_crosscheck_passes_and_fails_for_a_wrong_step():
 
 # ---------------------------------------------------------------- run directory
 def test_run_directory_figures_and_manifest(tmp_path):
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     out = tmp_path / "run"
     cfg = tmp_path / "c.toml"
@@ -312,7 +312,7 @@ def test_run_directory_figures_and_manifest(tmp_path):
 def test_cli_step_beyond_the_limit_is_run_and_its_warning_recorded(tmp_path):
     """On the command line the warning goes into the run's manifest (and the summary names the
     limit); --check-step true refuses with exit 2."""
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     lim = 2.0 / create().ell0
     args = ["--model", "yang2024", "--N", "5", "--K", "16", "--d", "8", "--m", "4", "--tau", "0.5", "--H", "10",
@@ -340,6 +340,7 @@ def test_sweep_over_heads_gives_the_numbers_of_single_runs(tmp_path):
     directly, bit for bit."""
     import xarray as xr
 
+    pytest.importorskip("distributed", reason="the sweep runner needs the sweep extra (Dask distributed)")
     from dynamics.sweep import run_sweep
 
     fixed = {**{k: v for k, v in SMALL.items() if k != "H"}, "steps": 300}

@@ -23,6 +23,7 @@ from dynamics.core.claims import (BY_CONSTRUCTION, INCONCLUSIVE, NOT_REPRODUCED,
 from dynamics.core.errors import SimulationDiverged
 from dynamics.core.rng import model_rng
 from dynamics.core.stats import mean_se
+from dynamics.methods.run import run
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.data import Problem, draw_dictionary
 from dynamics.models.yang2024.model import Yang2024
@@ -51,9 +52,7 @@ minimum at some snapshot."""
 
 
 def _simulate(**kw):
-    from dynamics.simulate import simulate  # the front end, imported only when a claim runs
-
-    return simulate("yang2024", **kw)
+    return run(Yang2024, **kw)
 
 
 _CACHE: dict = {}
