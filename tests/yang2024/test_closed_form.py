@@ -215,6 +215,7 @@ def test_tau_zero_with_enough_basis_functions():
     np.testing.assert_allclose(prob.A[:, :3], np.eye(3), atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [1e-2, 1e-10, 1e-13, 1e-15])
 def test_gap_resolution_bounds_the_float64_errors_of_A_and_L_star(tau):
     """Against 50-digit arithmetic (mpmath): the gap at the true optimum evaluated with float64's

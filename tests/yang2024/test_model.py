@@ -208,6 +208,7 @@ def test_sharpness_is_recorded_along_the_trajectory():
     assert "sharpness" not in simulate("yang2024", "gd", steps=5, record_sharpness=False, **SMALL).ds
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("H", [1, 2, 3, 4])
 def test_default_step_does_not_diverge_for_few_heads(H):
     """The default step (from the pilot's sharpness) at H < N, where the sharpness grows most."""
@@ -215,7 +216,9 @@ def test_default_step_does_not_diverge_for_few_heads(H):
     assert r.status == "completed" and r.ds["loss"].values.max() <= r.ds["loss"].values[0]
 
 
-def test_levels_are_relative_to_L_star_and_say_so():
+def test_eps_rule_and_first_crossings():
+    """eps and levels are relative to L* (and the dataset says so): the first crossing of 1e-4 is
+    the exact step where L - L* falls below 1e-4 L*, checked by a second run to that step."""
     r = simulate("yang2024", "gd", steps=20_000, eps=1e-12, levels=[1e-4, 1e-8], record_sharpness=False, **SMALL)
     L_star = float(r.ds["L_star"])
     assert r.status == "converged" and r.ds["gap"].values[-1] <= 1e-12 * L_star
@@ -309,6 +312,7 @@ def test_run_directory_figures_and_manifest(tmp_path):
     assert "yang2024" in json.dumps(resolved)
 
 
+@pytest.mark.slow
 def test_cli_step_beyond_the_limit_is_run_and_its_warning_recorded(tmp_path):
     """On the command line the warning goes into the run's manifest (and the summary names the
     limit); --check-step true refuses with exit 2."""
