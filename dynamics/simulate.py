@@ -165,8 +165,11 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
 
     t0 = time.perf_counter()
     code, message = 0, ""
+    caught = []
     try:
-        res = simulate(m, method, progress=progress_enabled(quiet), on_checkpoint=on_checkpoint, resume=resume)
+        with warnings.catch_warnings(record=True) as caught:  # into this run's manifest (written below)
+            warnings.simplefilter("default")  # each warning once per place, not once per step
+            res = simulate(m, method, progress=progress_enabled(quiet), on_checkpoint=on_checkpoint, resume=resume)
     except SimulationDiverged as err:
         res, code, message = err.result, EXIT_DIVERGED, str(err)
     except (KeyError, ValueError, IndexError) as exc:
@@ -174,6 +177,8 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
             raise
         raise UsageError(f"--resume: {out}/checkpoint.npz does not fit this run ({one_line(exc)}); remove it to "
                          "start the run again") from None
+    finally:
+        recorded_warnings.extend(str(w.message) for w in caught)
     files = [os.path.basename(p) for p in res.save(out)]
     shown = []
     if figures:

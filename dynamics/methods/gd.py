@@ -9,8 +9,9 @@ does the work (a compiled loop for Huang, :func:`advance_python` otherwise), and
 
 - the ``eps`` stopping rule: stop once every part's gap to the optimum is ``<= eps``;
 - the exact first step at which each gap falls to each of ``levels`` (convergence times);
-- divergence: a non-finite value, or ``patience`` rises of the loss (exact GD with a step below
-  the stability limit never raises a smooth loss).
+- divergence: a non-finite value, ``patience`` rises of the loss (exact GD with a step below
+  the stability limit never raises a smooth loss), or, where the model declares a
+  ``diverge_factor`` parameter, a loss above ``diverge_factor`` times its initial value.
 
 Step ``t`` means the state after ``t`` updates; a segment ``[start, stop]`` evaluates the
 state at every step from ``start`` to ``stop`` and updates it after each step before ``stop``.
@@ -26,7 +27,7 @@ from dynamics.core.contract import ExactLoss
 from dynamics.methods.base import Method, Outcome
 from dynamics.methods.params import PARAMS
 
-OK, STOPPED, NONFINITE, RISING = 0, 1, 2, 3
+OK, STOPPED, NONFINITE, RISING, EXCEEDED = 0, 1, 2, 3, 4
 """Status codes of a segment."""
 RISE_TOL = 1e-13
 """A loss counts as risen when it exceeds the previous one by more than this, relative."""
@@ -46,15 +47,20 @@ class Monitor:
         First step with ``gap[p] <= levels[j]`` (NaN: not yet); allocated at the first step.
     L_prev : float
         The loss at the previous step; ``rising`` the number of rises so far.
+    factor : float or None
+        Divergence when the loss exceeds ``factor`` times ``L0``, the loss at the first step
+        checked (None: no such rule).
     """
 
-    def __init__(self, eps=None, patience=50, levels=()):
+    def __init__(self, eps=None, patience=50, levels=(), factor=None):
         self.eps = -1.0 if eps is None else float(eps)
         self.patience = int(patience)
         self.levels = np.asarray(levels, dtype=np.float64).ravel()
         self.first = None
         self.L_prev = np.inf
         self.rising = 0
+        self.factor = None if factor is None else float(factor)
+        self.L0 = None
 
     def ensure(self, parts: int) -> np.ndarray:
         """The ``first`` array for ``parts`` gap entries (allocated once)."""
@@ -74,19 +80,25 @@ class Monitor:
         if loss > self.L_prev + RISE_TOL * max(1.0, abs(self.L_prev)):
             self.rising += 1
         self.L_prev = loss
+        if self.L0 is None:
+            self.L0 = float(loss)
         if self.rising >= self.patience:
             return RISING
+        if self.factor is not None and loss > self.factor * self.L0:
+            return EXCEEDED
         if self.eps > 0 and gap is not None and np.all(gap <= self.eps):
             return STOPPED
         return OK
 
     def snapshot(self) -> dict:
         """Its state, for a checkpoint."""
-        return {"L_prev": self.L_prev, "rising": self.rising,
+        return {"L_prev": self.L_prev, "rising": self.rising, "L0": np.nan if self.L0 is None else self.L0,
                 "first": np.full((0, self.levels.size), np.nan) if self.first is None else self.first.copy()}
 
     def restore(self, d: dict) -> None:
         self.L_prev, self.rising = float(d["L_prev"]), int(d["rising"])
+        L0 = float(d.get("L0", np.nan))
+        self.L0 = None if np.isnan(L0) else L0
         first = np.asarray(d["first"], dtype=np.float64)
         self.first = first.copy() if first.shape[0] else None
 
@@ -177,7 +189,8 @@ def run_gd(model, state, *, steps, save_at, recorder, eps=None, patience=50, lev
     """
     t0 = time.perf_counter()
     lrs = model.learning_rates("gd")
-    monitor = Monitor(eps, patience, levels)
+    factor = getattr(model, "config", {}).get("diverge_factor")
+    monitor = Monitor(eps, patience, levels, factor)
     opt = Adam(lrs, *adam) if optimizer == "adam" else None
     save_at = np.asarray(save_at, dtype=np.int64)
     pos = 0
@@ -230,8 +243,10 @@ def run_gd(model, state, *, steps, save_at, recorder, eps=None, patience=50, lev
     if monitor.first is not None:
         extra["first_below"] = monitor.first
         extra["levels"] = monitor.levels
-    if status in (NONFINITE, RISING):
-        why = "non-finite values" if status == NONFINITE else f"the loss rose at {patience} steps"
+    if status in (NONFINITE, RISING, EXCEEDED):
+        why = {NONFINITE: "non-finite values", RISING: f"the loss rose at {patience} steps",
+               EXCEEDED: f"the loss exceeded diverge_factor = {factor:g} times its initial value "
+                         f"{monitor.L0:.6g}" if factor is not None else ""}[status]
         hint = model.divergence_hint("gd")
         raise SimulationDiverged(f"run diverged at step {step}: {why}" + (f"; {hint}" if hint else ""),
                                  (status, step, times, extra))

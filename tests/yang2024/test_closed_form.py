@@ -213,3 +213,29 @@ def test_tau_zero_with_enough_basis_functions():
     resid = Zhat[:, 3:] - P @ Zhat[:, 3:]
     assert abs(prob.L_star - 0.5 * (resid ** 2).sum()) <= 1e-12
     np.testing.assert_allclose(prob.A[:, :3], np.eye(3), atol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tau", [1e-2, 1e-10, 1e-13, 1e-15])
+def test_gap_resolution_bounds_the_float64_errors_of_A_and_L_star(tau):
+    """Against 50-digit arithmetic (mpmath): the gap at the true optimum evaluated with float64's
+    A, and the relative error of L*, both stay below Problem.gap_resolution = (cond(G) eps)^2,
+    and the estimate is not vacuous: it is below 1 for tau >= 1e-13 (N > m, cond(G) ~ 1/tau)."""
+    mp = pytest.importorskip("mpmath")
+    mp.mp.dps = 50
+    V_all, Zhat = draw_dictionary(np.random.default_rng(0), 8, 16, 4)
+    N, m = 5, 4
+    pr = Problem(V_all, Zhat, N, tau)
+    Z, Zq = mp.matrix(Zhat[:, :N].tolist()), mp.matrix(Zhat[:, N:].tolist())
+    G = Z.T * Z + m * mp.mpf(tau) * mp.eye(N)
+    A = mp.inverse(G) * (Z.T * Zq)
+    L_star = sum(((Zq[:, k].T * Zq[:, k])[0] + m * mp.mpf(tau) - (Zq[:, k].T * Z * A[:, k])[0]) / 2
+                 for k in range(Zq.cols))
+    D = np.zeros_like(pr.A)
+    D[:, N:] = np.array(A.tolist(), dtype=float) - pr.A[:, N:]
+    RD = pr.G_chol @ D
+    floor = 0.5 * float(np.sum(RD ** 2)) / pr.L_star
+    err = abs(pr.L_star - float(L_star)) / float(L_star)
+    assert floor <= pr.gap_resolution and err <= max(pr.gap_resolution, 4e-16)
+    if tau >= 1e-13:
+        assert pr.gap_resolution < 1

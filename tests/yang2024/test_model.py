@@ -12,7 +12,7 @@ from dynamics.crosscheck import crosscheck
 from dynamics.models.yang2024 import Problem, population_loss_grad
 from dynamics.models.yang2024 import closed_form as cf
 from dynamics.models.yang2024.data import draw_dictionary
-from dynamics.models.yang2024.model import Yang2024
+from dynamics.models.yang2024.model import StabilityWarning, Yang2024
 from dynamics.models.yang2024.stability import smoothness
 from dynamics.simulate import simulate
 
@@ -43,6 +43,9 @@ def create(**kw):
     (dict(eta_fraction=1.0), "eta_fraction", "eta_fraction must be a finite number > 0 and < 1"),
     (dict(eta_fraction=0.2, eta_Q=0.01), "eta_fraction", "give one of eta_Q and eta_fraction"),
     (dict(optimizer="adam", eta_fraction=0.2), "eta_fraction", "Adam's default learning rate"),
+    (dict(eta_Q=0.01, pilot_steps=10), "pilot_steps", "unused with a given eta_Q"),
+    (dict(optimizer="adam", pilot_steps=10), "pilot_steps", "unused with a given eta_Q or with optimizer = adam"),
+    (dict(diverge_factor=1.0), "diverge_factor", "diverge_factor must be"),
 ])
 def test_bad_parameters_name_the_parameter_and_rule(kw, name, rule):
     with pytest.raises(ParamError, match=rule) as err:
@@ -51,12 +54,23 @@ def test_bad_parameters_name_the_parameter_and_rule(kw, name, rule):
 
 
 def test_eta_fraction_sets_the_default_step():
-    """The default plain step is eta_fraction x 2/ell_0 (0.5 x: 1/ell_0)."""
-    m = create()
+    """The default plain step is eta_fraction x 2/ell_pilot: ell_pilot is the larger of ell_0 and
+    the sharpness after pilot_steps GD steps at eta_fraction x 2/ell_0, here recomputed by a GD
+    loop of the test's own; pilot_steps = 0 gives eta_fraction x 2/ell_0."""
+    m = create(pilot_steps=0)
     assert m.learning_rates("gd")["theta"] == pytest.approx(1.0 / m.ell0, rel=1e-15)
-    m = create(eta_fraction=0.1, gamma=2.0)
+    m = create(eta_fraction=0.1, gamma=2.0, pilot_steps=0)
     lr = m.learning_rates("gd")
     assert lr["theta"] == pytest.approx(0.2 / m.ell0, rel=1e-15) and lr["w"] == pytest.approx(4 * lr["theta"])
+    m = create(pilot_steps=200)
+    pr, eta = m.problem, 1.0 / m.ell0
+    th, w = cf.theta_of_Q(pr, m.Q0), np.zeros((m.H, pr.K))
+    for _ in range(200):
+        ev = cf.evaluate(pr, th, w)
+        th, w = th - eta * cf.precondition(pr, ev.grad_theta), w - eta * ev.grad_w
+    ell = max(m.ell0, smoothness(pr, th, w))
+    assert m.ell_pilot == pytest.approx(ell, rel=1e-6) and m.ell_pilot > m.ell0
+    assert m.learning_rates("gd")["theta"] == pytest.approx(1.0 / ell, rel=1e-6)
 
 
 def test_options_of_other_methods_are_refused():
@@ -156,14 +170,71 @@ def test_stability_limit_separates_monotone_descent_from_rises(seed):
     assert rises[0] == 0 and rises[1] >= 1
 
 
-def test_step_beyond_the_limit_is_refused_naming_the_limit():
+def test_step_beyond_the_limit_warns_or_is_refused_naming_the_limit():
+    """Beyond 2/ell_0: a one-line warning naming the limit (check_step = true: a refusal)."""
     lim = 2.0 / create().ell0
-    with pytest.raises(ParamError, match=r"stability limit 2/ell_0 = [0-9.e-]+") as err:
+    with pytest.warns(StabilityWarning, match=r"stability limit 2/ell_0 = [0-9.e-]+"):
         simulate("yang2024", "gd", eta_Q=1.05 * lim, steps=10, **SMALL)
+    with pytest.raises(ParamError, match=r"stability limit 2/ell_0 = [0-9.e-]+") as err:
+        simulate("yang2024", "gd", eta_Q=1.05 * lim, check_step=True, steps=10, **SMALL)
     assert err.value.name == "eta_Q"
-    # run anyway: the loss rises and the run stops, the message naming the limit
-    with pytest.raises(SimulationDiverged, match="stability limit 2/ell_0 was"):
-        simulate("yang2024", "gd", eta_Q=3 * lim, check_step=False, steps=500, **SMALL)
+
+
+def test_divergence_is_a_loss_beyond_diverge_factor_times_the_initial_one():
+    """A run diverges when its loss exceeds diverge_factor x L(0) (3 x the limit: at once), not
+    when it merely rises: at 1.2 x the limit the loss rises for a while (to ~1.5 L(0) here) and
+    then settles and converges (edge of stability); a given patience makes rises count again."""
+    lim = 2.0 / create().ell0
+    with pytest.warns(StabilityWarning):
+        with pytest.raises(SimulationDiverged, match=r"exceeded diverge_factor = 10 times its initial value"):
+            simulate("yang2024", "gd", eta_Q=3 * lim, steps=500, **SMALL)
+    with pytest.warns(StabilityWarning):
+        r = simulate("yang2024", "gd", eta_Q=1.2 * lim, steps=400, save_at=np.arange(401), record_sharpness=False,
+                     **SMALL)
+    L = r.ds["loss"].values
+    assert r.status == "completed" and np.sum(np.diff(L) > 0) >= 1 and L[0] < L.max() < 10 * L[0]
+    assert L[-1] < 0.5 * L[0] and np.all(np.diff(L[-100:]) < 0)
+    with pytest.warns(StabilityWarning):
+        with pytest.raises(SimulationDiverged, match="the loss rose at 1 steps"):
+            simulate("yang2024", "gd", eta_Q=1.2 * lim, steps=400, patience=1, **SMALL)
+
+
+def test_sharpness_is_recorded_along_the_trajectory():
+    """ell(t) at the snapshots: ell_0 at t = 0 and smoothness() of the final state at the end."""
+    r = simulate("yang2024", "gd", steps=200, snapshots=4, **SMALL)
+    ell = r.ds["sharpness"].values
+    assert ell[0] == pytest.approx(r.model.ell0, rel=1e-6)
+    assert ell[-1] == pytest.approx(smoothness(r.model.problem, r.state["theta"], r.state["w"]), rel=1e-6)
+    assert "sharpness" not in simulate("yang2024", "gd", steps=5, record_sharpness=False, **SMALL).ds
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("H", [1, 2, 3, 4])
+def test_default_step_does_not_diverge_for_few_heads(H):
+    """The default step (from the pilot's sharpness) at H < N, where the sharpness grows most."""
+    r = simulate("yang2024", "gd", steps=1500, snapshots=5, record_sharpness=False, **dict(SMALL, H=H))
+    assert r.status == "completed" and r.ds["loss"].values.max() <= r.ds["loss"].values[0]
+
+
+def test_eps_rule_and_first_crossings():
+    """eps and levels are relative to L* (and the dataset says so): the first crossing of 1e-4 is
+    the exact step where L - L* falls below 1e-4 L*, checked by a second run to that step."""
+    r = simulate("yang2024", "gd", steps=20_000, eps=1e-12, levels=[1e-4, 1e-8], record_sharpness=False, **SMALL)
+    L_star = float(r.ds["L_star"])
+    assert r.status == "converged" and r.ds["gap"].values[-1] <= 1e-12 * L_star
+    t4, t8 = r.ds["first_below"].values[0]
+    assert 0 < t4 < t8 < r.t[-1]
+    t4 = int(t4)  # the exact first step: the gap crosses 1e-4 L* (not 1e-4) between t4 - 1 and t4
+    g = simulate("yang2024", "gd", steps=t4, save_at=[t4 - 1, t4], record_sharpness=False, **SMALL).ds["gap"].values
+    assert g[1] <= 1e-4 * L_star < g[0]
+    assert "relative to L*" in r.ds.attrs["levels"] and float(r.ds["gap_scale"]) == L_star
+
+
+def test_ill_conditioned_G_is_refused_naming_tau():
+    with pytest.raises(ParamError, match=r"tau = 1e-15 leaves G .* ill-conditioned") as err:
+        create(tau=1e-15)
+    assert err.value.name == "tau"
+    create(tau=1e-15, levels=[0.5])  # a coarse level the resolution allows
 
 
 # ---------------------------------------------------------------- exact methods
@@ -177,14 +248,6 @@ def test_parameterisations_give_the_same_run():
     np.testing.assert_allclose(a.state["theta"], cf.theta_of_Q(b.model.problem, b.state["Q"]), atol=1e-11)
     # GD with a stable step never raises the exact loss
     assert np.all(np.diff(a.ds["loss"].values) <= 0)
-
-
-def test_eps_rule_and_first_crossings():
-    L_star = create().problem.L_star
-    r = simulate("yang2024", "gd", steps=20_000, eps=1e-12 * L_star, levels=[1e-4 * L_star, 1e-8 * L_star], **SMALL)
-    assert r.status == "converged" and r.ds["gap"].values[-1] <= 1e-12 * L_star
-    t4, t8 = r.ds["first_below"].values[0]
-    assert 0 < t4 < t8 < r.t[-1]
 
 
 def test_flow_is_the_small_step_limit_of_gd():
@@ -212,8 +275,8 @@ def test_monte_carlo_records_the_exact_observables_and_a_heldout_estimate(tasks)
     """The held-out Monte Carlo loss (n_eval prompts) is an independent estimate of the closed
     form at the replica's state: within 4 standard errors at every snapshot."""
     r = simulate("yang2024", "mc", tasks=tasks, steps=200, snapshots=5, replicas=2, batch=64, n_eval=4000, **SMALL)
-    exact = set(Yang2024.create("gd", **SMALL).observables("gd"))
-    assert exact <= set(r.ds.data_vars)
+    exact = set(Yang2024.create("gd", **SMALL).observables("gd")) - {"sharpness"}  # exact methods only
+    assert exact <= set(r.ds.data_vars) and "sharpness" not in r.ds
     diff = np.abs(r.ds["loss_heldout"].values - r.ds["loss"].values)
     assert np.all(diff <= 4 * r.ds["loss_heldout_se"].values)
     assert np.all(r.ds["loss"].values[:, -1] < r.ds["loss"].values[:, 0])
@@ -249,6 +312,21 @@ def test_run_directory_figures_and_manifest(tmp_path):
     assert "yang2024" in json.dumps(resolved)
 
 
+@pytest.mark.slow
+def test_cli_step_beyond_the_limit_is_run_and_its_warning_recorded(tmp_path):
+    """On the command line the warning goes into the run's manifest (and the summary names the
+    limit); --check-step true refuses with exit 2."""
+    from dynamics.simulate import simulate_main
+
+    lim = 2.0 / create().ell0
+    args = ["--model", "yang2024", "--N", "5", "--K", "16", "--d", "8", "--m", "4", "--tau", "0.5", "--H", "10",
+            "--steps", "20", "--eta-Q", f"{1.2 * lim:.6g}", "--quiet"]
+    assert simulate_main(args + ["--out", str(tmp_path / "a")]) == 0
+    warned = json.loads((tmp_path / "a" / "manifest.json").read_text())["warnings"]
+    assert any("beyond the stability limit 2/ell_0" in w for w in warned)
+    assert simulate_main(args + ["--check-step", "true", "--out", str(tmp_path / "b")]) == 2
+
+
 def test_seeds_of_data_and_initial_state():
     """seed draws the dictionary and Q_h^(0); data_seed pins the dictionary while seed varies Q_h^(0)."""
     a, b = create(seed=1), create(seed=2)
@@ -279,3 +357,20 @@ def test_sweep_over_heads_gives_the_numbers_of_single_runs(tmp_path):
         r = simulate("yang2024", **{**fixed, "H": H})
         assert float(ds["final_gap"].sel(H=H)) == float(r.ds["gap"].values[-1])
         assert float(ds["final_a_dist_max"].sel(H=H)) == float(r.ds["a_dist_max"].values[-1])
+
+
+def test_monte_carlo_on_a_fixed_training_set():
+    """train_set = M (the paper trains on a fixed set of 10,000 prompts): every step uses the
+    replica's M prompts, drawn once from its own 'data' stream.  Independent route: at w = 0 the
+    model predicts 0, so the first step's batch loss is 1/2 mean_b |Y_b|^2 over exactly those
+    prompts (recomputed here from the same stream), not over fresh ones."""
+    from dynamics.methods.montecarlo import replica_streams
+
+    M = 40
+    r = simulate("yang2024", "mc", steps=1, save_at=[0, 1], batch=64, train_set=M, replicas=2, n_eval=10, **SMALL)
+    for i, streams in enumerate(replica_streams(0, 2)):
+        (Y,) = r.model.sample(streams["data"], M)
+        expect = 0.5 * np.mean(np.sum(Y ** 2, axis=1))
+        assert r.ds["train_loss"].values[i, 1] == pytest.approx(expect, rel=1e-12)
+    fresh = simulate("yang2024", "mc", steps=1, save_at=[0, 1], batch=64, replicas=2, n_eval=10, **SMALL)
+    assert not np.allclose(fresh.ds["train_loss"].values[:, 1], r.ds["train_loss"].values[:, 1])

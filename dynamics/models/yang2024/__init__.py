@@ -1,5 +1,5 @@
 """Yang, Huang, Liang, Chi (2024): one-layer multi-head softmax attention learns ridge regression
-in context (MODEL.md section 7).  The population loss has an exact closed form, so exact GD,
+in context (docs/models/yang2024.md).  The population loss has an exact closed form, so exact GD,
 gradient flow and Monte Carlo training all run on it (:mod:`.model`).
 
 Public: :func:`population_loss_grad` (the counterpart of Huang's

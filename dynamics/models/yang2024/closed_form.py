@@ -1,4 +1,4 @@
-"""The exact population loss of the multi-head model and its gradients (MODEL.md section 7).
+"""The exact population loss of the multi-head model and its gradients (docs/models/yang2024.md).
 
 Model (Yang, Huang, Liang, Chi 2024): H heads with ``Q_h`` (d x d) and ``w_h`` in ``R^K``;
 ``yhat_k = sum_h w_{h,k} y^T softmax(V^T Q_h v_k) = a_k^T y`` with
@@ -108,7 +108,7 @@ def right_gram(prob: Problem, X: np.ndarray) -> np.ndarray:
 
 
 def precondition(prob: Problem, grad_theta: np.ndarray) -> np.ndarray:
-    """The reduced GD direction ``(V^T V) dL/dtheta_h (V_all^T V_all)`` (MODEL.md section 7):
+    """The reduced GD direction ``(V^T V) dL/dtheta_h (V_all^T V_all)`` (docs/models/yang2024.md):
     ``theta_h - eta_Q`` times it is exactly ``V^T (Q_h - eta_Q dL/dQ_h) V_all``."""
     X = right_gram(prob, grad_theta)
     return np.matmul(prob.gram_N, X)
@@ -147,7 +147,7 @@ def check_arrays(Q, w, V_all, Zhat, N, tau) -> tuple:
 
 
 def population_loss_grad(Q, w, V_all, Zhat, N, tau):
-    """Exact population loss of the multi-head model and its gradients (MODEL.md section 7).
+    """Exact population loss of the multi-head model and its gradients (docs/models/yang2024.md).
 
     Yang, Huang, Liang, Chi (2024): ``yhat_k = sum_h w_{h,k} y^T softmax(V^T Q_h v_k)``, loss
     ``L = 1/2 sum_{k=1..K} E (yhat_k - y_k)^2`` over tasks ``lambda`` (``E lambda lambda^T = I_m``)

@@ -1,6 +1,6 @@
 """The model of Yang, Huang, Liang, Chi (2024) on the contract of :mod:`dynamics.core.contract`.
 
-One-layer multi-head softmax attention learning ridge regression in context (MODEL.md section 7).
+One-layer multi-head softmax attention learning ridge regression in context (docs/models/yang2024.md).
 The population loss has an exact closed form (:mod:`.closed_form`), so all three methods run:
 
 - ``gd``: exact GD with two step sizes, ``eta_Q`` on ``theta_h`` (or ``Q_h``) and
@@ -17,6 +17,8 @@ method and every Monte Carlo replica, so exact and Monte Carlo runs start togeth
 """
 from __future__ import annotations
 
+import warnings
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -25,13 +27,36 @@ from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observab
 from dynamics.methods import declare
 from dynamics.core.params import Param, ParamError, ParamSet, nonnegative_float, positive_float, positive_int
 from dynamics.core.rng import model_rng
+from dynamics.core.trajectory import Result
 from dynamics.models.yang2024 import closed_form as cf
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.data import Problem, draw_dictionary, load_dictionary
-from dynamics.models.yang2024.stability import smoothness
+from dynamics.models.yang2024.stability import pilot_sharpness, smoothness
+
+
+@dataclass
+class YangResult(Result):
+    """A run's result whose levels say what they mean: ``first_below`` and the ``level``
+    coordinate are relative to ``L*`` (``gap_scale``), as is ``eps``."""
+
+    def __post_init__(self):
+        if "level" in self.ds.coords:
+            scale = "L*" if float(self.ds["gap_scale"]) != 1.0 or float(self.ds["L_star"]) > 0 else "1 (L* = 0)"
+            meaning = f"relative to {scale}: level l is reached when (L - L*) <= l x gap_scale"
+            self.ds["level"].attrs["meaning"] = meaning
+            self.ds["first_below"].attrs["meaning"] = "first iteration with (L - L*)/gap_scale <= level; " + meaning
+            self.ds.attrs["levels"] = meaning
+
+
+class StabilityWarning(UserWarning):
+    """A plain step beyond the stability limit ``2/ell_0`` was given and is run."""
 
 ADAM_LR = 1e-4
 """The paper's Adam learning rate (its experiments: Adam, lr 1e-4, batch 256)."""
+PATIENCE_OFF = 10 ** 9
+"""This model's default ``patience``: rises of the loss do not count as divergence (an oscillating
+run at the edge of stability rises and falls); ``diverge_factor`` decides.  A given ``patience``
+is used as for every model."""
 FLOW_MAX = 5000
 """Most coordinates the gradient flow integrates: scipy's LSODA switches to a stiff method that
 forms a dense finite-difference Jacobian (one gradient per coordinate, n^2 memory)."""
@@ -69,9 +94,19 @@ PARAMS = ParamSet([
           "the step (V^T V) dL/dtheta_h (V_all^T V_all), the same trajectory as GD on Q_h; full trains Q_h "
           "(d x d); auto: reduced, or full with optimizer = adam (Adam acts entry-wise on Q_h)",
           choices=("auto", "reduced", "full"), methods=("gd", "flow")),
-    Param("check_step", "bool", True, "refuse a plain step eta_Q beyond the stability limit 2/ell_0 at the "
-                                      "initial state (false: run it anyway, e.g. to watch the instability)",
-          methods=("gd", "mc")),
+    Param("check_step", "bool", False, "a plain step eta_Q beyond the stability limit 2/ell_0 at the initial state "
+                                       "gets a one-line warning naming the limit (GD can converge there, at the edge "
+                                       "of stability); true: refuse it instead", methods=("gd", "mc")),
+    Param("pilot_steps", "int", 200, "without eta_Q, plain steps use eta_fraction x 2/ell_pilot, with ell_pilot the "
+                                     "largest sharpness seen at the start and end of a pilot run of this many GD steps "
+                                     "at eta_fraction x 2/ell_0 and at the state it reaches (0: ell_0 alone)", low=0),
+    Param("diverge_factor", "float", 10.0, "exact runs count as diverged when the loss is non-finite or exceeds "
+                                           "diverge_factor times its initial value L(0) (a rise below it, e.g. an "
+                                           "oscillation at the edge of stability, is not a divergence)",
+          low=1.0, low_open=True, methods=("gd",)),
+    Param("record_sharpness", "bool", True, "record the sharpness ell(t) (top eigenvalue of the exact Hessian, by "
+                                            "Lanczos on exact Hessian-vector products) at every snapshot",
+          methods=("gd", "flow")),
     Param("tasks", "str", "gaussian", "law of the training tasks lambda: gaussian N(0, I_m) or rademacher "
                                       "(+-1 entries; the same E[lambda lambda^T] = I)",
           choices=sampling.TASKS, methods=("mc",)),
@@ -93,7 +128,9 @@ class Yang2024(Model, ExactLoss, SampledLoss):
     reference = ("T. Yang, Y. Huang, Y. Liang, Y. Chi, In-Context Learning with Representations: Contextual "
                  "Generalization of Trained Transformers, NeurIPS 2024")
     methods = ("gd", "flow", "mc")
-    params = declare(PARAMS, methods, {"steps": 20_000, "snapshots": 100, "n_eval": 2000})
+    result_type = YangResult
+    claims = "dynamics.models.yang2024.claims:CLAIMS"
+    params = declare(PARAMS, methods, {"steps": 20_000, "snapshots": 100, "n_eval": 2000, "patience": PATIENCE_OFF})
     reproduce_targets = {name: f"dynamics.models.yang2024.reproduce:{name.replace('-', '_')}"
                          for name in ("yang-convergence", "yang-ridge", "yang-fig2", "yang-fig3", "yang-heads")}
 
@@ -140,6 +177,9 @@ class Yang2024(Model, ExactLoss, SampledLoss):
         if "eta_fraction" in given and values.get("optimizer") == "adam":
             raise ParamError("eta_fraction", "eta_fraction is a fraction of the stability limit of plain steps; Adam's "
                                              "default learning rate is 1e-4 (set eta_Q)")
+        if "pilot_steps" in given and (values["eta_Q"] is not None or values.get("optimizer") == "adam"):
+            raise ParamError("pilot_steps", "pilot_steps chooses the default plain step; it is unused with a given "
+                                            "eta_Q or with optimizer = adam (leave it out)")
         if "check_step" in given and values.get("optimizer") == "adam":
             raise ParamError("check_step", "check_step applies to plain steps; Adam's steps are not bounded by the "
                                            "GD stability limit")
@@ -159,6 +199,29 @@ class Yang2024(Model, ExactLoss, SampledLoss):
         self.problem = Problem(V_all, Zhat, c["N"], c["tau"])
         self.H = int(c["H"])
         self._last_state = None
+        self._check_resolution()
+
+    @property
+    def gap_scale(self) -> float:
+        """What ``eps`` and ``levels`` are relative to: ``L*`` (``(L - L*)/L* <= level``), or 1
+        when ``L* = 0`` (``K = N``: every token is in the prompt, the levels are absolute)."""
+        L_star = self.problem.L_star
+        return L_star if L_star > 0 else 1.0
+
+    def _check_resolution(self):
+        """Refuse, naming ``tau``, a configuration whose gap resolution
+        (:attr:`.data.Problem.gap_resolution`, from ``cond(G)``) is coarser than the finest
+        relative level asked for (``eps`` and ``levels``)."""
+        c = self.config
+        asked = [v for v in ([c.get("eps")] + list(c.get("levels") or [])) if v is not None]
+        if not asked:
+            return
+        res = self.problem.gap_resolution
+        if res > min(asked):
+            raise ParamError("tau", f"tau = {c['tau']:g} leaves G = Z^T Z + m tau I_N ill-conditioned (cond(G) = "
+                                    f"{self.problem.cond_G:.3g}): the relative gap (L - L*)/L* is resolved only to "
+                                    f"about {res:.1e}, coarser than the finest level asked for ({min(asked):g}); "
+                                    f"raise tau, or ask for levels and eps >= {res:.1e}")
 
     @property
     def full(self) -> bool:
@@ -205,28 +268,44 @@ class Yang2024(Model, ExactLoss, SampledLoss):
 
     @cached_property
     def ell0(self) -> float:
-        """Smoothness ``ell_0`` at the initial state (:func:`.stability.smoothness`)."""
+        """Sharpness ``ell_0`` at the initial state (:func:`.stability.smoothness`)."""
         return smoothness(self.problem, cf.theta_of_Q(self.problem, self.Q0), np.zeros((self.H, self.problem.K)),
                           self.config["gamma"])
+
+    @cached_property
+    def ell_pilot(self) -> float:
+        """The sharpness the default plain step is chosen from: the largest of ``ell_0`` and the
+        sharpness after ``pilot_steps`` exact GD steps at ``eta_fraction x 2/ell_0``
+        (:func:`.stability.pilot_sharpness`); ``ell_0`` when ``pilot_steps = 0``."""
+        steps = int(self.config.get("pilot_steps", 0) or 0)
+        if steps == 0:
+            return self.ell0
+        theta = cf.theta_of_Q(self.problem, self.Q0)
+        return pilot_sharpness(self.problem, theta, np.zeros((self.H, self.problem.K)), self.config["gamma"],
+                               float(self.config["eta_fraction"]) * 2.0 / self.ell0, steps, self.ell0)
 
     @property
     def adam(self) -> bool:
         return self.config.get("optimizer") == "adam"
 
     def learning_rates(self, method):
-        """``{theta or Q: eta_Q, w: gamma^2 eta_Q}``; resolves the default ``eta_Q`` and refuses a
-        plain step beyond the stability limit ``2/ell_0`` (``check_step``)."""
+        """``{theta or Q: eta_Q, w: gamma^2 eta_Q}``.
+
+        Default ``eta_Q``: Adam 1e-4 (the paper's); plain steps ``eta_fraction x 2/ell_pilot``
+        (:attr:`ell_pilot`).  A given plain step at or beyond the stability limit ``2/ell_0`` gets
+        a one-line warning naming the limit (``check_step = true``: a refusal instead)."""
         self._check_flow(method)
         eta = self.config["eta_Q"]
         if eta is None:
-            eta = ADAM_LR if self.adam else float(self.config["eta_fraction"]) * 2.0 / self.ell0
+            eta = ADAM_LR if self.adam else float(self.config["eta_fraction"]) * 2.0 / self.ell_pilot
         eta = float(eta)
-        if method in ("gd", "mc") and not self.adam and self.config.get("check_step", True) \
-                and self.config["eta_Q"] is not None and eta >= 2.0 / self.ell0:
-            raise ParamError("eta_Q", f"eta_Q = {eta:g} is beyond the stability limit 2/ell_0 = {2 / self.ell0:.4g} "
-                                      f"of GD at the initial state (ell_0 = {self.ell0:.4g}: the largest eigenvalue of "
-                                      f"the Hessian scaled by the step sizes, gamma = {self.config['gamma']:g}); use "
-                                      f"eta_Q < {2 / self.ell0:.4g}, or check_step = false to run it anyway")
+        if method in ("gd", "mc") and not self.adam and self.config["eta_Q"] is not None and eta >= 2.0 / self.ell0:
+            msg = (f"eta_Q = {eta:g} is beyond the stability limit 2/ell_0 = {2 / self.ell0:.4g} of GD at the initial "
+                   f"state (ell_0 = {self.ell0:.4g}, gamma = {self.config['gamma']:g})")
+            if self.config.get("check_step", False):
+                raise ParamError("eta_Q", msg + f"; use eta_Q < {2 / self.ell0:.4g}, or check_step = false to run it "
+                                                "with a warning")
+            warnings.warn(msg + "; running it (check_step = true refuses it)", StabilityWarning, stacklevel=2)
         self.eta_Q = eta
         return {self._qblock(method): eta, "w": float(self.config["gamma"]) ** 2 * eta}
 
@@ -253,10 +332,18 @@ class Yang2024(Model, ExactLoss, SampledLoss):
             "inference_ood": Observable((), "(1/K) E|yhat - yhat*|^2",
                                         f"out-of-domain inference loss, lambda ~ N({ood_mu:g} 1_m, {ood_var:g} I_m)"),
         }
+        if self.sharpness_on(method):
+            obs["sharpness"] = Observable((), "ell(t)", "sharpness: top eigenvalue of the exact Hessian in the "
+                                                        "step-scaled coordinates (stability limit of plain GD: "
+                                                        "eta_Q < 2/ell)")
         if method == "mc":
             obs["loss_heldout"] = Observable((), "L (held-out)",
                                              "Monte Carlo estimate of L on n_eval fresh prompts (with _se)")
         return obs
+
+    def sharpness_on(self, method) -> bool:
+        """Whether ``observe`` records the sharpness (``record_sharpness``; exact methods only)."""
+        return method in ("gd", "flow") and bool(self.config.get("record_sharpness", False))
 
     @cached_property
     def factors(self) -> tuple:
@@ -278,10 +365,19 @@ class Yang2024(Model, ExactLoss, SampledLoss):
                "a_dist_max": float(dist.max()), "sigma_min_B": smin,
                "inference_id": ridge.expected_sq_diff(pr, ev.D, self.factors[0]),
                "inference_ood": ridge.expected_sq_diff(pr, ev.D, self.factors[1])}
+        if self.sharpness_on(method):
+            out["sharpness"] = self.sharpness(state)
         if method == "mc":
             Y = sampling.sample_labels(pr, rng, int(self.config["n_eval"]), self.config["tasks"])
             out["loss_heldout"], out["loss_heldout_se"] = sampling.heldout_loss(ev.a, Y, pr.N)
         return out
+
+    def sharpness(self, state) -> float:
+        """``ell``, the sharpness at ``state`` (:func:`.stability.smoothness`; NaN where the state
+        is not finite)."""
+        if not all(np.all(np.isfinite(a)) for a in state.values()):
+            return float("nan")
+        return smoothness(self.problem, self.theta_of(state), state["w"], self.config["gamma"])
 
     def references(self):
         pr = self.problem
@@ -296,6 +392,13 @@ class Yang2024(Model, ExactLoss, SampledLoss):
         if "ell0" in self.__dict__:
             out["eta_limit0"] = (np.float64(2.0 / self.ell0), (), "2/ell_0",
                                  "stability limit of eta_Q for plain GD at the initial state")
+        if "ell_pilot" in self.__dict__ and self.config["eta_Q"] is None:
+            out["ell_pilot"] = (np.float64(self.ell_pilot), (), "ell_pilot",
+                                f"largest sharpness along the {self.config.get('pilot_steps')}-step pilot run the "
+                                f"default step eta_fraction x 2/ell_pilot comes from")
+        out["gap_scale"] = (np.float64(self.gap_scale), (), "L*" if pr.L_star > 0 else "1",
+                            "eps and the levels of first_below are relative to this: a level l means "
+                            "(L - L*) <= l x gap_scale")
         return out
 
     # ---- exact methods --------------------------------------------------------------------
@@ -308,7 +411,7 @@ class Yang2024(Model, ExactLoss, SampledLoss):
         else:
             ev = cf.evaluate(pr, cf.theta_of_Q(pr, state["Q"]), state["w"])
             grads = {"Q": cf.grad_Q(pr, ev.grad_theta), "w": ev.grad_w}
-        return Evaluation(ev.loss, grads, np.array([ev.gap]), {"closed_form": ev})
+        return Evaluation(ev.loss, grads, np.array([ev.gap / self.gap_scale]), {"closed_form": ev})
 
     def direction(self, state, grads):
         if "theta" in grads:
@@ -323,8 +426,7 @@ class Yang2024(Model, ExactLoss, SampledLoss):
             st = self._last_state
             if st is not None and all(np.all(np.isfinite(a)) for a in st.values()):
                 try:
-                    ell = smoothness(self.problem, self.theta_of(st), st["w"], self.config["gamma"])
-                    hint += f" and 2/ell = {2 / ell:.4g} where the run stopped"
+                    hint += f" and 2/ell = {2 / self.sharpness(st):.4g} where the run stopped"
                 except (ArithmeticError, ValueError, RuntimeError):
                     pass
         return hint + ")"

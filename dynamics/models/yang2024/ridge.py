@@ -6,9 +6,9 @@ labels and predicts every other token by ridge regression over the m basis funct
     lambda_hat = (Z Z^T + m tau I_m)^{-1} Z y,     yhat*_k = z_k^T lambda_hat   (k > N),
 
 (push-through: ``Z^T (Z Z^T + p I_m)^{-1} = (Z^T Z + p I_N)^{-1} Z^T``, so ``A_{:,k} = G^{-1} Z^T z_k``).
-The paper's best predictor ``yhat_best`` uses the penalty ``N tau`` instead of ``m tau``
-(MODEL.md section 7); here it copies the prompt labels too (**choice**: both predictors see the
-same N labels, so the gap measures the penalty only and vanishes at ``N = m``).
+The paper's best predictor ``yhat_best`` uses the penalty ``N tau`` instead of ``m tau`` and, by
+the paper's definition, copies the prompt labels too: the gap measures the penalty only and
+vanishes at ``N = m`` by construction (Fig 3).
 
 Inference losses are expectations over test tasks ``lambda ~ (mu, Sigma)`` (and the label
 noise), in closed form: for predictors ``yhat = P^T y`` and ``yhat' = P'^T y``,
@@ -23,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 
-from dynamics.models.yang2024.data import Problem
+from dynamics.core.rng import model_rng
+from dynamics.models.yang2024.data import Problem, draw_dictionary
 
 
 def ridge_matrix(prob: Problem, penalty: float) -> np.ndarray:
@@ -92,3 +93,30 @@ def best_gap(prob: Problem, mu: float = 0.0, var: float = 1.0) -> float:
     """The paper's Fig 3 gap ``(1/K) E |yhat* - yhat_best|^2``: penalty ``m tau`` against ``N tau``."""
     D = ridge_matrix(prob, prob.m * prob.tau) - ridge_matrix(prob, prob.N * prob.tau)
     return expected_sq_diff(prob, D, moment_factor(prob, mu, var))
+
+
+def fig3_curve(quick: bool, copy_labels: bool = True) -> tuple:
+    """``(Ns, gaps (seeds, N))``: the Fig 3 gap ``(1/K) E|yhat* - yhat_best|^2`` at m = 100,
+    tau = 0.01, K = 200, d = 100; ``copy_labels=False`` is the negative control's wrong
+    ``yhat_best``, ridge on all K tokens (the prompt's labels replaced by ridge predictions)."""
+    m, tau, K, d = 100, 0.01, 200, 100
+    Ns = np.arange(50, 151, 10 if quick else 5)
+    seeds = range(4 if quick else 20)
+    gaps = np.empty((len(seeds), Ns.size))
+    for i, seed in enumerate(seeds):
+        V_all, Zhat = draw_dictionary(model_rng(seed, "yang2024.dictionary"), d, K, m)
+        for j, N in enumerate(Ns):
+            pr = Problem(V_all, Zhat, int(N), tau)
+            D = ridge_matrix(pr, pr.m * pr.tau) - best_matrix(pr, copy_labels)
+            gaps[i, j] = expected_sq_diff(pr, D, moment_factor(pr, 0.0, 1.0))
+    return Ns, gaps
+
+
+def best_matrix(pr: Problem, copy_labels: bool = True) -> np.ndarray:
+    """``yhat_best``'s matrix (N x K): ridge with penalty ``N tau`` copying the prompt labels (the
+    paper's definition), or, ``copy_labels=False``, predicting every token by ridge."""
+    P = ridge_matrix(pr, pr.N * pr.tau)
+    if not copy_labels:  # lambda_hat = (Z Z^T + N tau I)^{-1} Z y predicts every token
+        Z = pr.Z
+        P = np.linalg.solve(Z.T @ Z + pr.N * pr.tau * np.eye(pr.N), Z.T @ pr.Zhat)
+    return P

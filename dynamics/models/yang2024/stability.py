@@ -91,3 +91,51 @@ def start_vector(prob: Problem, theta: np.ndarray, gamma: float) -> np.ndarray:
     v[H * N * K:] = w.ravel()
     v += 1e-3 * np.random.default_rng(0).standard_normal(v.size) / np.sqrt(v.size)
     return v
+
+
+def pilot_sharpness(prob: Problem, theta: np.ndarray, w: np.ndarray, gamma: float, eta: float, steps: int,
+                    ell0: float | None = None) -> float:
+    """The largest sharpness along a short pilot run: ``max(ell_0, ell_T)``.
+
+    Runs ``steps`` exact GD steps in the reduced coordinates (the trajectory of GD on ``Q_h``,
+    the paper's eq. 16 with ``eta_w = gamma^2 eta``) from ``(theta, w)`` and returns the larger
+    of the sharpness at the start (``ell0`` if given) and at the last state whose loss is finite
+    and below ten times the initial one (:func:`smoothness`).
+
+    Parameters
+    ----------
+    theta : array (H, N, K)
+    w : array (H, K)
+    gamma, eta : float
+        Step-size ratio and the pilot's step ``eta_Q``.
+    steps : int
+        Pilot length (>= 1).
+
+    Returns
+    -------
+    float
+        ``ell_pilot``: the default plain step is a fraction of ``2 / ell_pilot``.  The sharpness
+        can keep growing after the pilot (progressive sharpening); GD then runs at the edge of
+        stability, where the sharpness settles near ``2/eta_Q``, and a run counts as diverged only
+        by the ``diverge_factor`` rule.
+    """
+    from dynamics.models.yang2024.closed_form import precondition
+
+    theta, w = np.array(theta, dtype=np.float64), np.array(w, dtype=np.float64)
+    ell_start = smoothness(prob, theta, w, gamma) if ell0 is None else float(ell0)
+    last = (theta.copy(), w.copy())
+    L0 = None
+    for _ in range(int(steps)):
+        ev = evaluate(prob, theta, w)
+        if L0 is None:
+            L0 = ev.loss
+        if not (np.isfinite(ev.loss) and ev.loss <= 10 * L0):
+            break
+        last = (theta.copy(), w.copy())
+        theta -= eta * precondition(prob, ev.grad_theta)
+        w -= gamma ** 2 * eta * ev.grad_w
+    else:
+        ev = evaluate(prob, theta, w, grad=False)
+        if np.isfinite(ev.loss) and ev.loss <= 10 * L0:
+            last = (theta, w)
+    return max(ell_start, smoothness(prob, last[0], last[1], gamma))
