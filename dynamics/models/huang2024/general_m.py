@@ -279,3 +279,21 @@ def general_m_kernel(theta, p, M, N, sigma2, h, grad, L_k, attn):
         _m_parallel(theta, p, M, N, sigma2, h, grad, L_k, attn)
     else:
         _m_serial(theta, p, M, N, sigma2, h, grad, L_k, attn)
+
+
+def column_loss_grad(col, p, M, k, N, sigma2=0.0, h=DEFAULT_H):
+    """``(L_k, dL_k / dtheta[:, k])`` of one query feature ``k`` for the label covariance ``M``.
+
+    ``col`` (K,) is ``theta[:, k]``; ``p`` may put probability 0 on features (``p_k = 0`` gives
+    ``L_k`` conditioned on ``c_k = 0``, :func:`.theory.optimum_general`).  Inputs are trusted
+    (the callers validated them once).
+    """
+    col = np.ascontiguousarray(col, dtype=np.float64)
+    K = col.shape[0]
+    Mt = np.empty((K, K))
+    reduced_matrix(np.ascontiguousarray(M, dtype=np.float64), int(k), Mt)
+    g = np.empty(K)
+    at = np.empty(K)
+    ell = m_column(col, np.ascontiguousarray(p, dtype=np.float64), Mt, int(k), float(N), float(sigma2), float(h),
+                   tail_weights(h), g, at, np.empty((11, K)))
+    return 0.5 * ell, 0.5 * g

@@ -119,3 +119,105 @@ def label_covariance(V, Sigma=None) -> np.ndarray:
     Sigma = psd_matrix(Sigma, (V.shape[0], V.shape[0]), "Sigma")
     M = V.T @ Sigma @ V
     return 0.5 * (M + M.T)
+
+
+def load_geometry(path: str):
+    """``(V, Sigma or None)`` from an ``.npz`` with arrays ``V`` (d, K) and optionally ``Sigma`` (d, d).
+
+    Raises :class:`~dynamics.core.params.ParamError` naming ``data`` and the rule broken.
+    """
+    import os
+
+    from dynamics.core.params import ParamError
+
+    if not os.path.isfile(path):
+        raise ParamError("data", f"data must be an existing .npz file, got {path!r}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "V" not in z.files:
+                raise ParamError("data", f"data: {path} must hold an array V (d, K); it holds {sorted(z.files)}")
+            V = np.array(z["V"], dtype=np.float64)
+            Sigma = np.array(z["Sigma"], dtype=np.float64) if "Sigma" in z.files else None
+    except ParamError:
+        raise
+    except Exception as exc:
+        raise ParamError("data", f"data: cannot read {path} as .npz ({exc})") from None
+    try:
+        V = features(V, name="V")
+        if Sigma is not None:
+            Sigma = psd_matrix(Sigma, (V.shape[0], V.shape[0]), "Sigma")
+    except ValueError as exc:
+        raise ParamError("data", f"data: {exc}") from None
+    return V, Sigma
+
+
+class Geometry:
+    """The features and task covariance of one run (issue 20): ``G = V^T V``, ``M``, and ``V`` for Monte Carlo.
+
+    Attributes
+    ----------
+    G : array (K, K)
+        Feature Gram matrix; the exact GD update is ``theta <- theta - eta G g G``.
+    M : array (K, K)
+        Label covariance ``V^T Sigma V`` (or :func:`scaled_label_covariance` with ``task_cov``).
+    V : array (d, K) or None
+        The features when a data file gives them (else built by :meth:`features`).
+    label_root : array (K, K)
+        ``R`` with ``R R^T = M``: the Monte Carlo labels ``z = V^T w`` are drawn as ``R xi``,
+        ``xi ~ N(0, I_K)`` (equal in law for Gaussian ``w``).
+    """
+
+    def __init__(self, G, M, V=None, rho=None):
+        self.G = np.ascontiguousarray(G, dtype=np.float64)
+        self.M = np.ascontiguousarray(M, dtype=np.float64)
+        self.V = V
+        self.rho = rho
+        self.label_root = gram_sqrt(self.M)
+        self.identity_gram = bool(np.array_equal(self.G, np.eye(self.G.shape[0])))
+
+    @classmethod
+    def from_config(cls, c, structure) -> "Geometry":
+        """From the model's resolved parameters ``feature_corr``, ``task_cov``, ``data`` and its classes."""
+        K = structure.K
+        V = Sigma = None
+        rho = c.get("feature_corr")
+        if c.get("data") is not None:
+            V, Sigma = load_geometry(c["data"])
+            G = V.T @ V
+        elif rho is not None:
+            G = equicorrelated_gram(K, rho)
+        else:
+            G = np.eye(K)
+        if Sigma is not None:
+            M = label_covariance(V, Sigma)
+        elif c.get("task_cov") is not None:
+            M = scaled_label_covariance(G, np.repeat(np.asarray(c["task_cov"], dtype=np.float64), structure.sizes))
+        else:
+            M = G.copy()
+        return cls(G, M, V, rho)
+
+    def features(self, d: int, kind: str, rng) -> np.ndarray:
+        """``V`` (d x K) with Gram matrix ``G``: the data file's, or ``R G^(1/2)`` with a Haar frame ``R``
+        from ``rng`` (``kind = "random"``) or the standard frame."""
+        if self.V is not None:
+            return self.V
+        K = self.G.shape[0]
+        if self.rho is not None and self.identity_gram is False:
+            return equicorrelated_features(K, self.rho, d, rng if kind == "random" else None)
+        from scipy.stats import ortho_group
+        R = ortho_group.rvs(d, random_state=rng)[:, :K] if kind == "random" else np.eye(d, K)
+        return np.ascontiguousarray(R @ gram_sqrt(self.G))
+
+    def direction(self, g) -> np.ndarray:
+        """``G g G``: the change of ``theta = V^T Q V`` under a GD step ``-V g V^T`` on ``Q`` (per unit step)."""
+        if self.identity_gram:
+            return g
+        return self.G @ g @ self.G
+
+    def project(self, theta) -> np.ndarray:
+        """``P theta P`` with ``P = G G^+``: the part of ``theta`` that ``V^T Q V`` can take (all of it when
+        ``G`` is invertible)."""
+        if self.identity_gram:
+            return np.array(theta, dtype=np.float64)
+        P = self.G @ np.linalg.pinv(self.G, hermitian=True)
+        return P @ theta @ P
