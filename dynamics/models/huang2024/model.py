@@ -131,9 +131,9 @@ class Huang2024(Model):
                 raise ParamError("task_cov", "task_cov must have a positive entry (all-zero labels)")
             if values["task"] == "rademacher":
                 raise ParamError("task", "task = rademacher has covariance I_d; it is refused with task_cov")
-        if "precondition" in given and not any(values[g] is not None for g in GEOMETRY):
-            raise ParamError("precondition", "precondition is used only with feature_corr, task_cov or data "
-                                             "(with orthonormal features G = I)")
+        if values["precondition"] != "gram" and not any(values[g] is not None for g in GEOMETRY):
+            raise ParamError("precondition", "precondition = none is used only with feature_corr, task_cov or data "
+                                             "(with orthonormal features G = I, gram and none are the same update)")
         if any(values[g] is not None for g in GEOMETRY) and K > MC_MAX_K:
             raise ParamError("K", f"K must be <= {MC_MAX_K} with feature_corr, task_cov or data (the exact state is "
                                   f"the K x K theta), got {K}")
