@@ -85,6 +85,7 @@ class Huang2024(Model):
     params = declare(PARAMS, methods, {"steps": 100_000, "batch": 1000, "snapshots": 200})
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
+    reproduce_targets["correlated"] = "dynamics.models.huang2024.correlated:correlated"  # issue 20
 
     # ---- parameters -----------------------------------------------------------------------
     @classmethod
