@@ -137,7 +137,7 @@ def _cli(*args, cwd):
 
 def test_cli_bad_geometry_exits_2_with_one_line(tmp_path, aniso_file, capsys):
     """Each bad geometry: exit 2, one line naming the parameter (and the rule), no run directory."""
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     path, V, Sigma = aniso_file
     bad = {}
@@ -167,7 +167,7 @@ def test_cli_bad_geometry_exits_2_with_one_line(tmp_path, aniso_file, capsys):
 @pytest.mark.slow
 def test_cli_runs_a_data_file(tmp_path, aniso_file):
     """The real command line: a bad Sigma exits 2 in one line; a good data file runs."""
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     path, _, Sigma = aniso_file
     np.savez(tmp_path / "bad.npz", V=np.load(path)["V"], Sigma=-Sigma)

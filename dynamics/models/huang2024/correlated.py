@@ -35,11 +35,12 @@ def settings(quick: bool):
 
 def measure(params: dict, quick: bool, eps_list, preset="imbalanced", p1=P1):
     """``(L_star (F,), T (eps, F), L_f trajectory, t)`` of one exact GD run with the given geometry."""
-    from dynamics.simulate import simulate
+    from dynamics.methods.run import run
+    from dynamics.models.huang2024.model import Huang2024
 
     steps = 2_000 if quick else 10_000
     kw = {"p1": p1} if preset == "imbalanced" else {}
-    r = simulate("huang2024", "gd", K=K, N=N, preset=preset, eta=ETA, steps=steps, snapshots=60,
+    r = run(Huang2024, "gd", K=K, N=N, preset=preset, eta=ETA, steps=steps, snapshots=60,
                  levels=list(eps_list), **kw, **params)
     T = np.asarray(r.ds["first_below"].values, dtype=np.float64).T  # (eps, F)
     return np.asarray(r.model.L_star), T, np.asarray(r.ds["L_k"].values), np.asarray(r.ds["t"].values)

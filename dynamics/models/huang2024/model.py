@@ -320,7 +320,9 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         """Exact GD in a compiled loop (:func:`gd_loop`), same semantics as the Python loop (the Python
         loop itself with correlated features)."""
         if self.geometry is not None:
-            return super().advance(state, lrs, start, stop, monitor)
+            from dynamics.methods.gd import advance_python
+
+            return advance_python(self, state, lrs, start, stop, monitor)
         first = monitor.ensure(self.structure.F)
         status, t, monitor.L_prev, monitor.rising = gd_loop(
             state["coords"], self._p_col, self._m_col, float(self.N), self.sigma2, self.h, float(lrs["coords"]),
