@@ -177,3 +177,29 @@ def test_cli_runs_a_data_file(tmp_path, aniso_file):
     code = simulate_main(["--model", "huang2024", "--data", path, "--N", "6", "--steps", "20", "--snapshots", "3",
                           "--out", str(tmp_path / "ok")])
     assert code == 0 and (tmp_path / "ok" / "results.nc").exists()
+
+
+@pytest.mark.parametrize("K,preset", [(3, "imbalanced"), (10, "imbalanced"), (50, "imbalanced"), (12, "balanced")])
+def test_class_reduced_equicorrelated_path_equals_the_K_by_K_path(K, preset):
+    """The class-reduced loss and direction (orthonormal engine, (1 - rho) identity, row sums) against the
+    general-M engine on the full K x K theta with G g G, for K up to 50; ten GD steps each."""
+    from dynamics.models.huang2024.classes import ClassStructure
+    from dynamics.models.huang2024.geometry import Geometry, equicorrelated_gram, equicorrelated_reduced_step
+
+    s = ClassStructure.imbalanced(K, 0.4) if preset == "imbalanced" else ClassStructure.balanced(K)
+    rho, N, sigma2, eta = 0.35, 30, 0.2, 1.5
+    G = equicorrelated_gram(K, rho)
+    geo = Geometry(G, G)
+    coords = s.zeros() + np.random.default_rng(K).normal(size=(s.F, s.F + 1)) * 0.5
+    coords[s.column_tables()[1] <= 0] = 0.0
+    theta = s.expand(coords)
+    for _ in range(10):
+        L, grad, L_f, direction = equicorrelated_reduced_step(coords, s, N, rho, sigma2)
+        L2, g2, Lk2 = dynamics.population_loss_grad(theta, s.p, N, G, sigma2)
+        assert L == pytest.approx(L2, rel=1e-12)
+        np.testing.assert_allclose(L_f[s.owner()], Lk2, rtol=1e-12)
+        d2 = geo.direction(g2)
+        np.testing.assert_allclose(s.expand(direction), d2, rtol=0, atol=1e-13 * np.abs(d2).max())
+        coords = coords - eta * direction
+        theta = theta - eta * d2
+    np.testing.assert_allclose(s.expand(coords), theta, rtol=0, atol=1e-12)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynamics.core.jit import jit
+
 SYM_TOL = 1e-12
 """Relative asymmetry ``max |S - S^T| / max |S|`` accepted (the matrix is then symmetrised)."""
 PSD_TOL = 1e-12
@@ -221,3 +223,70 @@ class Geometry:
             return np.array(theta, dtype=np.float64)
         P = self.G @ np.linalg.pinv(self.G, hermitian=True)
         return P @ theta @ P
+
+
+def equicorrelated_reduced_step(coords, structure, N, rho, sigma2=0.0, *, h=None):
+    """Class-reduced exact loss and GD direction for equicorrelated unit features and ``Sigma = I``.
+
+    Since ``r = Attn - e_k`` sums to 0, ``r^T G r = (1 - rho) |r|^2`` for ``G = (1 - rho) I + rho 1 1^T``:
+    ``ell_k(rho, sigma2) = (1 - rho) ell_k^orth(sigma2 / (1 - rho))``, so the orthonormal class-reduced
+    engine gives ``L``, ``g = dL/dtheta`` and ``L_k`` at the cost of the paper's setting (independent of
+    K and N).  The GD direction on ``theta = V^T Q V`` is ``G g G = (1 - rho)^2 g + rho (1 - rho) (g 1) 1^T``
+    (columns of ``g`` sum to 0): entry ``(n, k)`` also moves by the row sum ``(g 1)_n``, which depends
+    only on the class of ``n`` and is a sum over query classes of the reduced gradient.
+
+    Parameters
+    ----------
+    coords : array (F, F + 1)
+        Reduced coordinates (:mod:`.classes`).
+    structure : ClassStructure
+    N : int
+        Prompt length.
+    rho : float
+        Feature correlation, ``-1/(K - 1) <= rho < 1``.
+    sigma2 : float
+        Label-noise variance.
+
+    Returns
+    -------
+    L : float
+    grad : array (F, F + 1)
+        ``dL/dtheta`` of one member of each column class.
+    L_f : array (F,)
+    direction : array (F, F + 1)
+        ``(G g G)`` of one member of each column class: GD is ``coords <- coords - eta direction``.
+    """
+    from dynamics.models.huang2024.engine import reduced_loss_grad
+    from dynamics.models.huang2024.quadrature import DEFAULT_H
+
+    rho = float(rho)
+    if not (-1.0 / (structure.K - 1) - 1e-15 <= rho < 1.0):
+        raise ValueError(f"rho must lie in [-1/(K - 1), 1) = [{-1.0 / (structure.K - 1):.6g}, 1) for the class-reduced "
+                         f"path (at rho = 1 every feature is the same), got {rho!r}")
+    s = 1.0 - rho
+    ev = reduced_loss_grad(coords, structure, N, sigma2 / s, h=DEFAULT_H if h is None else h)
+    _, m_col = structure.column_tables()
+    grad = np.empty_like(ev.grad)
+    direction = np.empty_like(ev.grad)
+    _equicorrelated_direction(ev.grad, structure.sizes, m_col, rho, grad, direction)
+    return s * ev.L, grad, s * ev.L_f, direction
+
+
+def _equicorrelated_direction_py(g_orth, sizes, m_col, rho, grad, direction):
+    """``grad = (1 - rho) g_orth`` and ``direction = G grad G`` on reduced coordinates (row sums by class)."""
+    F = g_orth.shape[0]
+    s = 1.0 - rho
+    for f in range(F):
+        for j in range(F + 1):
+            grad[f, j] = s * g_orth[f, j]
+    for c in range(F):
+        # row sum (g 1)_n for n of class c: its own query (A of class c) plus every other query k != n
+        r = grad[c, 0]
+        for f in range(F):
+            r += (sizes[f] - (1.0 if f == c else 0.0)) * grad[f, 1 + c]
+        for f in range(F):
+            direction[f, 1 + c] = s * s * grad[f, 1 + c] + rho * s * r if m_col[f, 1 + c] > 0 else 0.0
+        direction[c, 0] = s * s * grad[c, 0] + rho * s * r  # the own entry n = k of a query of class c
+
+
+_equicorrelated_direction = jit(_equicorrelated_direction_py)
