@@ -132,6 +132,18 @@ def binomial_column(A: float, B: float, p_k: float, N: int, dps: int = 50) -> di
     return out
 
 
+def _weighted_counts(pm, N):
+    """Every count vector with its exact multinomial probability (mpf), zero-probability ones left out."""
+    fact = [mp.factorial(i) for i in range(N + 1)]
+    for cv in count_vectors(len(pm), N).tolist():
+        w = fact[N]
+        for i in range(len(pm)):
+            if cv[i]:
+                w *= pm[i] ** cv[i] / fact[cv[i]]
+        if w != 0:
+            yield cv, w
+
+
 def column_m(theta_col, p, k: int, N: int, M, sigma2: float = 0.0, dps: int = 50) -> dict:
     """Exact expectations for query feature ``k`` with the label covariance ``M`` (issue 20), as mpf.
 
@@ -151,16 +163,9 @@ def column_m(theta_col, p, k: int, N: int, M, sigma2: float = 0.0, dps: int = 50
         top = max(th[i] for i in range(K) if pm[i] > 0)
         a = [mp.exp(x - top) for x in th]
         s2 = mp.mpf(float(sigma2))
-        fact = [mp.factorial(i) for i in range(N + 1)]
         zero = mp.mpf(0)
         out = {"ell": zero, "attn": [zero] * K, "grad": [zero] * K, "grad_abs": [zero] * K}
-        for cv in count_vectors(K, N).tolist():
-            w = fact[N]
-            for i in range(K):
-                if cv[i]:
-                    w *= pm[i] ** cv[i] / fact[cv[i]]
-            if w == 0:
-                continue
+        for cv, w in _weighted_counts(pm, N):
             x = [cv[i] * a[i] for i in range(K)]
             Z = mp.fsum(x)
             attn = [xi / Z for xi in x]

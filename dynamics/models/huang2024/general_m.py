@@ -63,8 +63,8 @@ import numpy as np
 from numba import prange
 
 from dynamics.core.jit import jit
-from dynamics.models.huang2024.quadrature import (ANCHOR, DEFAULT_H, DELTA, LCUT, TAIL_TERMS, log_phi, scaled_power,
-                                                  snap_step, tail_weights)
+from dynamics.models.huang2024.quadrature import (ANCHOR, DEFAULT_H, DELTA, LCUT, TAIL_TERMS, general_work, log_phi,
+                                                  scaled_power, snap_step, tail_weights)
 
 PARALLEL_MIN_WORK = 2e7
 """Estimated K^3 x nodes below which :func:`general_m_kernel` runs its columns on one thread."""
@@ -258,17 +258,8 @@ def _m_parallel(theta, p, M, N, sigma2, h, grad, L_k, attn):
 
 @jit
 def general_m_work(theta):
-    """K^3 x estimated nodes (decides serial or parallel)."""
-    K = theta.shape[0]
-    spread = 0.0
-    for k in range(K):
-        lo = np.inf
-        hi = -np.inf
-        for n in range(K):
-            lo = min(lo, theta[n, k])
-            hi = max(hi, theta[n, k])
-        spread = max(spread, hi - lo)
-    return float(K) ** 3 * (math.log(LCUT / DELTA) + spread) / DEFAULT_H
+    """K^3 x estimated nodes (decides serial or parallel): :func:`.quadrature.general_work` times K."""
+    return general_work(theta) * theta.shape[0]
 
 
 @jit
