@@ -88,6 +88,7 @@ class Huang2024(Model, ExactLoss, SampledLoss):
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
     reproduce_targets["correlated"] = "dynamics.models.huang2024.correlated:correlated"  # issue 20
+    claims = "dynamics.models.huang2024.claims:CLAIMS"
 
     # ---- parameters -----------------------------------------------------------------------
     @classmethod
