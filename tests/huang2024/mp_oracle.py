@@ -130,3 +130,54 @@ def binomial_column(A: float, B: float, p_k: float, N: int, dps: int = 50) -> di
             out["grad_pos"][1] += w * 2 * xm * 2 * xm * xk / Z**3
         out["ell"] = out["ell_present"] + out["ell_absent"]
     return out
+
+
+def _weighted_counts(pm, N):
+    """Every count vector with its exact multinomial probability (mpf), zero-probability ones left out."""
+    fact = [mp.factorial(i) for i in range(N + 1)]
+    for cv in count_vectors(len(pm), N).tolist():
+        w = fact[N]
+        for i in range(len(pm)):
+            if cv[i]:
+                w *= pm[i] ** cv[i] / fact[cv[i]]
+        if w != 0:
+            yield cv, w
+
+
+def column_m(theta_col, p, k: int, N: int, M, sigma2: float = 0.0, dps: int = 50) -> dict:
+    """Exact expectations for query feature ``k`` with the label covariance ``M`` (issue 20), as mpf.
+
+    Per prompt, from the plain definitions: ``ell_k = r^T M r + s2 sum_n c_n a_n^2 / Z^2`` with
+    ``r = Attn - e_k``, and ``d ell_k / d theta_j = 2 Attn_j [(M r)_j - Attn^T M r]`` plus the noise
+    terms of :func:`column`.  ``M`` (float64 entries, taken exactly).  Keys: ``ell``; lists over
+    ``n``: ``attn``, ``grad`` (not yet times ``p_k / 2``) and ``grad_abs`` (``E|d ell_k / d theta_n|``,
+    the scale a gradient entry is compared at).
+    """
+    K = len(p)
+    with mp.workdps(dps):
+        th = [_mpf(x) for x in theta_col]
+        pm = [_mpf(x) for x in p]
+        tot = mp.fsum(pm)
+        pm = [x / tot for x in pm]
+        Mm = [[_mpf(M[i][j]) for j in range(K)] for i in range(K)]
+        top = max(th[i] for i in range(K) if pm[i] > 0)
+        a = [mp.exp(x - top) for x in th]
+        s2 = mp.mpf(float(sigma2))
+        zero = mp.mpf(0)
+        out = {"ell": zero, "attn": [zero] * K, "grad": [zero] * K, "grad_abs": [zero] * K}
+        for cv, w in _weighted_counts(pm, N):
+            x = [cv[i] * a[i] for i in range(K)]
+            Z = mp.fsum(x)
+            attn = [xi / Z for xi in x]
+            r = [attn[i] - (1 if i == k else 0) for i in range(K)]
+            Mr = [mp.fsum(Mm[i][j] * r[j] for j in range(K)) for i in range(K)]
+            rMr = mp.fsum(r[i] * Mr[i] for i in range(K))
+            aMr = mp.fsum(attn[i] * Mr[i] for i in range(K))
+            noise = mp.fsum(cv[i] * a[i] ** 2 for i in range(K)) / Z**2
+            out["ell"] += w * (rMr + s2 * noise)
+            for j in range(K):
+                g = 2 * attn[j] * (Mr[j] - aMr) + s2 * (2 * cv[j] * a[j] ** 2 / Z**2 - 2 * attn[j] * noise)
+                out["attn"][j] += w * attn[j]
+                out["grad"][j] += w * g
+                out["grad_abs"][j] += w * abs(g)
+    return out

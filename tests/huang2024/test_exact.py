@@ -20,7 +20,7 @@ TOL = 1e-12
 @given(problems())
 def test_matches_bruteforce_enumeration(prob):
     theta, p, N, sigma2 = prob
-    L, grad, L_k, attn = dynamics.population_loss_grad(theta, p, N, sigma2, return_attention=True)
+    L, grad, L_k, attn = dynamics.population_loss_grad(theta, p, N, sigma2=sigma2, return_attention=True)
     L_b, grad_b, L_k_b, attn_b = population_loss_grad_bruteforce(theta, p, N, sigma2)
     assert abs(L - L_b) <= TOL
     np.testing.assert_allclose(L_k, L_k_b, rtol=0, atol=TOL)
@@ -49,7 +49,7 @@ def test_bruteforce_gradient_is_the_derivative_of_its_loss():
 def test_columns_sum_to_zero_and_large_spreads_stay_finite(prob):
     """Shift invariance of the softmax: every column of grad sums to 0; spreads of hundreds are fine."""
     theta, p, N, sigma2 = prob
-    L, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2)
+    L, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2=sigma2)
     assert np.all(np.isfinite(grad)) and np.all(np.isfinite(L_k))
     assert np.all(np.abs(grad.sum(axis=0)) <= 1e-12)
     assert np.all(L_k >= -1e-15)
@@ -68,8 +68,8 @@ def test_relabelling_features_permutes_the_result(prob, rnd):
     theta, p, N, sigma2 = prob
     K = p.size
     perm = np.array(rnd.sample(range(K), K))
-    L, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2)
-    L2, grad2, L_k2 = dynamics.population_loss_grad(theta[np.ix_(perm, perm)], p[perm], N, sigma2)
+    L, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2=sigma2)
+    L2, grad2, L_k2 = dynamics.population_loss_grad(theta[np.ix_(perm, perm)], p[perm], N, sigma2=sigma2)
     assert abs(L - L2) <= 1e-13
     np.testing.assert_allclose(L_k2, L_k[perm], rtol=0, atol=1e-13)
     np.testing.assert_allclose(grad2, grad[np.ix_(perm, perm)], rtol=0, atol=1e-13)
@@ -105,7 +105,7 @@ def test_reduced_equals_general(cp):
     s, coords, N, sigma2 = cp
     ev = dynamics.reduced_loss_grad(coords, s, N, sigma2)
     theta = s.expand(coords)
-    L, grad, L_k, attn = dynamics.population_loss_grad(theta, s.p, N, sigma2, return_attention=True)
+    L, grad, L_k, attn = dynamics.population_loss_grad(theta, s.p, N, sigma2=sigma2, return_attention=True)
     assert abs(ev.L - L) <= TOL
     own = s.owner()
     np.testing.assert_allclose(ev.L_f[own], L_k, rtol=0, atol=TOL)
@@ -223,7 +223,7 @@ def test_large_N_against_enumeration_of_three_features():
     theta = np.array([[4.0, -1.0, 0.5], [0.0, 3.0, -2.0], [-3.0, 1.0, 6.0]])
     logw = gammaln(N + 1) - gammaln(counts + 1).sum(1) + (counts * np.log(p)).sum(1)
     w = np.exp(logw)
-    _, grad, L_k = dynamics.population_loss_grad(theta, p, N, 0.2)
+    _, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2=0.2)
     for k in range(3):
         ell, g, _ = per_prompt(theta[:, k], k, counts, 0.2)
         assert abs(0.5 * (w @ ell) - L_k[k]) < 1e-12

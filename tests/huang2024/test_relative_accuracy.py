@@ -227,7 +227,7 @@ def test_signs_and_identities_hold_exactly(prob):
     assert np.all(np.abs(T.grad.sum(axis=0)) <= 1e-13 * T.grad_scale.sum(axis=0) + FLOOR)
     # the split and the unsplit engine (population_loss_grad) agree relative to L_k itself, each
     # within the module's bound of the exact value (REL: up to |N log phi| ulp near the underflow)
-    _, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2)
+    _, grad, L_k = dynamics.population_loss_grad(theta, p, N, sigma2=sigma2)
     assert np.all(np.abs(L_k - T.L_k) <= REL * T.L_k + FLOOR)
     assert np.all(np.abs(grad - T.grad) <= REL * T.grad_scale + FLOOR)
 

@@ -23,9 +23,20 @@ from functools import lru_cache
 
 import numpy as np
 
-from dynamics.core.claims import (BY_CONSTRUCTION, INCONCLUSIVE, INCONSISTENT, NOT_REPRODUCED, REPRODUCED,
-                                  Claim, Decision, gap_exceeds, slope_within, upper_bound_exponent)
+from dynamics.core.claims import (
+    BY_CONSTRUCTION,
+    INCONCLUSIVE,
+    INCONSISTENT,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Claim,
+    Decision,
+    gap_exceeds,
+    slope_within,
+    upper_bound_exponent,
+)
 from dynamics.core.stats import loglog_fit
+from dynamics.models.huang2024.claims_correlated import CLAIMS_CORRELATED
 
 NAN = float("nan")
 EPS_PHASES = 1e-3
@@ -469,3 +480,6 @@ CLAIMS = (
           "the same times fitted against eps^(-1/2)", f"{_M}:tk_eps", bound=True),
 )
 """The huang2024 rows of the claims ledger (registered as ``Huang2024.claims``)."""
+
+CLAIMS = CLAIMS + CLAIMS_CORRELATED
+"""The paper's rows, then our own measurements beyond it (correlated features, anisotropic tasks)."""

@@ -19,6 +19,8 @@ import numpy as np
 from dynamics.core import validate
 from dynamics.core.jit import jit
 from dynamics.models.huang2024.classes import ClassStructure
+from dynamics.models.huang2024.general_m import general_m_kernel
+from dynamics.models.huang2024.geometry import psd_matrix
 from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import (DEFAULT_H, MAX_SPREAD, N_PARTS, general_kernel, general_terms,
                                                   reduced_terms, tail_weights)
@@ -105,7 +107,7 @@ def _reduced_inputs(coords, structure, N, sigma2, h):
             validate.positive(h, "h"))
 
 
-def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):
+def population_loss_grad(theta, p, N, M=None, sigma2=0.0, *, h=DEFAULT_H, return_attention=False):
     """Population loss ``L``, gradient ``dL/dtheta`` and per-feature errors ``L_k`` (paper's eq. for ``L``, ``L_k``).
 
     Parameters
@@ -116,6 +118,11 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
         Feature probabilities ``p_k`` (a probability vector).
     N : int
         Prompt length (number of labelled tokens), any ``N >= 1``.
+    M : array (K, K) or None
+        Label covariance ``M = V^T Sigma V`` of correlated features ``V`` and task covariance
+        ``Sigma`` (symmetric positive semi-definite; :mod:`.general_m`, issue 20).  ``None``: the
+        paper's orthonormal features and isotropic tasks (``M = I``), computed by the orthonormal
+        engine bit for bit as before; an ``M`` exactly equal to ``I`` takes the same route.
     sigma2 : float
         Label-noise variance (0 in the paper).
     h : float
@@ -135,12 +142,21 @@ def population_loss_grad(theta, p, N, sigma2=0.0, *, h=DEFAULT_H, return_attenti
         ``L_k = 1/2 E[(yhat - <w, x_q>)^2 | x_q = v_k]``.
     attn : array (K, K), only with ``return_attention``.
     """
+    if M is not None and np.ndim(M) == 0:
+        raise ValueError("M must be a (K, K) label covariance or None (pass the noise variance as sigma2=...)")
     theta, p, N, sigma2, h = _general_inputs(theta, p, N, sigma2, h)
     K = p.shape[0]
+    if M is not None:
+        M = psd_matrix(M, (K, K), "M")
+        if np.array_equal(M, np.eye(K)):
+            M = None
     grad = np.empty((K, K))
     L_k = np.empty(K)
     attn = np.empty((K, K))
-    general_kernel(theta, p, N, sigma2, h, grad, L_k, attn)
+    if M is None:
+        general_kernel(theta, p, N, sigma2, h, grad, L_k, attn)
+    else:
+        general_m_kernel(theta, p, M, N, sigma2, h, grad, L_k, attn)
     validate.finite_result("population_loss_grad", L_k=L_k, grad=grad)
     L = float(p @ L_k)
     if return_attention:

@@ -191,12 +191,15 @@ class Sampler:
 
     For ``task="gaussian"`` the labels need ``w`` only through ``z = V^T w``, and for
     ``w ~ N(0, I_d)`` with orthonormal ``V`` this is exactly ``N(0, I_K)``: ``z`` is
-    drawn directly (equal in law, ``d`` times cheaper).  For ``task="rademacher"``
+    drawn directly (equal in law, ``d`` times cheaper).  With correlated features or an
+    anisotropic task (``label_root = R``, ``R R^T = M = V^T Sigma V``) ``z = R xi`` is ``N(0, M)``,
+    the law of ``V^T w`` for ``w ~ N(0, Sigma)``.  For ``task="rademacher"``
     ``w`` is drawn in ``{-1, +1}^d`` and projected, ``z = V^T w``.
     """
 
-    def __init__(self, V, p, N, sigma2, task):
+    def __init__(self, V, p, N, sigma2, task, label_root=None):
         self.V, self.N, self.sigma2, self.task = V, N, sigma2, task
+        self.label_root = None if label_root is None else np.ascontiguousarray(np.asarray(label_root).T)
         self.K = V.shape[1]
         cdf = np.cumsum(p)
         cdf = np.minimum(cdf / cdf[-1], 1.0)
@@ -227,6 +230,8 @@ class Sampler:
             feats[:, N] = query
         if self.task == "gaussian":
             rng.standard_normal(out=z)
+            if self.label_root is not None:  # correlated labels z = R xi ~ N(0, M) (issue 20)
+                z[...] = z @ self.label_root
         else:
             w = 2.0 * rng.integers(0, 2, size=(B, self.V.shape[0])).astype(np.float64) - 1.0
             np.matmul(w, self.V, out=z)

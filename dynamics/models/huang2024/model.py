@@ -22,12 +22,13 @@ from dynamics.core.rng import model_rng
 from dynamics.methods.gd import NONFINITE, OK, RISE_TOL, RISING, STOPPED
 from dynamics.models.huang2024 import mc_kernels as mc
 from dynamics.models.huang2024.classes import ClassStructure
-from dynamics.models.huang2024.engine import ReducedEvaluation
+from dynamics.models.huang2024.engine import ReducedEvaluation, population_loss_grad
+from dynamics.models.huang2024.geometry import Geometry, check_rho, load_geometry
 from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
 from dynamics.models.huang2024.phases import SWEEP_OUTPUTS
 from dynamics.models.huang2024.result import HuangResult
-from dynamics.models.huang2024.theory import optimum
+from dynamics.models.huang2024.theory import optimum, optimum_general
 
 PARAMS = ParamSet([
     Param("K", "int", 10, "number of features K (orthonormal v_1..v_K; MODEL.md s.1)", low=2),
@@ -52,7 +53,21 @@ PARAMS = ParamSet([
           choices=("gaussian", "rademacher"), methods=("mc",)),
     Param("features", "str", "random", "Monte Carlo features V: random (Haar, from seed) or standard basis",
           choices=("random", "standard"), methods=("mc",)),
+    Param("feature_corr", "float", None, "beyond the paper: equicorrelated unit features v_n^T v_m = rho, Gram "
+          "matrix G = (1 - rho) I + rho 1 1^T, positive semi-definite for -1/(K - 1) <= rho <= 1 (default: "
+          "orthonormal, the paper)", low=-1.0, high=1.0),
+    Param("task_cov", "floats", None, "beyond the paper: task variance tau_f per feature class of the preset (one "
+          "value per class: 1 balanced, 2 imbalanced, K general); label covariance M = T^(1/2) G T^(1/2), "
+          "T = diag(tau) (default: isotropic w, the paper)", low=0.0),
+    Param("data", "path", None, "beyond the paper: .npz with features V (d, K), any norms and angles, and "
+          "optionally the task covariance Sigma (d, d), symmetric positive semi-definite; M = V^T Sigma V"),
+    Param("precondition", "str", "gram", "exact update of theta = V^T Q V with correlated features: gram "
+          "(theta <- theta - eta G g G, exactly GD on Q) or none (theta <- theta - eta g, GD on theta itself: "
+          "a deliberately wrong model of training Q, the cross-check's negative control)",
+          choices=("gram", "none"), methods=("gd", "flow")),
 ])
+GEOMETRY = ("feature_corr", "task_cov", "data")
+"""The options that leave the paper's orthonormal features and isotropic tasks (issue 20)."""
 MC_MAX_K = 2000
 """The Monte Carlo model keeps K x K scores: modest K only."""
 
@@ -72,6 +87,7 @@ class Huang2024(Model, ExactLoss, SampledLoss):
     params = declare(PARAMS, methods, {"steps": 100_000, "batch": 1000, "snapshots": 200})
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
+    reproduce_targets["correlated"] = "dynamics.models.huang2024.correlated:correlated"  # issue 20
     claims = "dynamics.models.huang2024.claims:CLAIMS"
 
     # ---- parameters -----------------------------------------------------------------------
@@ -86,12 +102,53 @@ class Huang2024(Model, ExactLoss, SampledLoss):
             if "K" in given and values["K"] != len(values["p"]):
                 raise ParamError("p", f"p must have K = {values['K']} entries, got {len(values['p'])}")
             validate.probabilities(values["p"], "p")
-        if values["d"] is not None and values["d"] < values["K"]:
-            raise ParamError("d", f"d must be >= K = {values['K']} (K orthonormal features), got {values['d']}")
+        if values["data"] is not None:
+            V, Sigma = load_geometry(values["data"])
+            if "K" in given and values["K"] != V.shape[1]:
+                raise ParamError("K", f"K = {values['K']} contradicts the data file, whose V has {V.shape[1]} columns "
+                                      f"(leave K out with data)")
+            K = V.shape[1]
+            for name in ("feature_corr", "d", "features"):
+                if name in given:
+                    raise ParamError(name, f"{name} is refused with data: the data file's V defines the features")
+            if Sigma is not None and "task_cov" in given:
+                raise ParamError("task_cov", "task_cov is refused with a data file that holds Sigma: Sigma defines "
+                                             "the task covariance (M = V^T Sigma V)")
+            if Sigma is not None and values["task"] == "rademacher":
+                raise ParamError("task", "task = rademacher has covariance I_d; it is refused with the data file's Sigma")
+        else:
+            K = values["K"]
+        if values["preset"] == "general" and values["p"] is not None:
+            K = len(values["p"])
+        if values["feature_corr"] is not None:
+            try:
+                check_rho(values["feature_corr"], K)
+            except ValueError as exc:
+                raise ParamError("feature_corr", str(exc)) from None
+        if values["task_cov"] is not None:
+            F = {"balanced": 1, "imbalanced": 2, "general": K}[values["preset"]]
+            tau = values["task_cov"]
+            if len(tau) != F:
+                raise ParamError("task_cov", f"task_cov must give one variance per feature class of preset "
+                                             f"{values['preset']} ({F}), got {len(tau)}")
+            if not max(tau) > 0:
+                raise ParamError("task_cov", "task_cov must have a positive entry (all-zero labels)")
+            if values["task"] == "rademacher":
+                raise ParamError("task", "task = rademacher has covariance I_d; it is refused with task_cov")
+        if values["precondition"] != "gram" and not any(values[g] is not None for g in GEOMETRY):
+            raise ParamError("precondition", "precondition = none is used only with feature_corr, task_cov or data "
+                                             "(with orthonormal features G = I, gram and none are the same update)")
+        if any(values[g] is not None for g in GEOMETRY) and K > MC_MAX_K:
+            raise ParamError("K", f"K must be <= {MC_MAX_K} with feature_corr, task_cov or data (the exact state is "
+                                  f"the K x K theta), got {K}")
+        if values["d"] is not None and values["d"] < K:
+            raise ParamError("d", f"d must be >= K = {K} (K orthonormal or equicorrelated features), got {values['d']}")
 
     def __init__(self, **params):
         super().__init__(**params)
         c = self.config
+        if c["data"] is not None:
+            c["K"] = load_geometry(c["data"])[0].shape[1]
         if c["preset"] == "balanced":
             self.structure = ClassStructure.balanced(c["K"])
         elif c["preset"] == "imbalanced":
@@ -107,10 +164,14 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         self._p_col, self._m_col = self.structure.column_tables()
         self._wt = tail_weights(self.h)
         self._weights = self.structure.sizes * self.structure.probs
+        self.geometry = Geometry.from_config(c, self.structure) if any(c[g] is not None for g in GEOMETRY) else None
 
     @cached_property
     def L_star(self) -> np.ndarray:
-        """``L_k^*`` of each query class (:func:`.theory.optimum`)."""
+        """``L_k^*`` of each query class (:func:`.theory.optimum`; :func:`.theory.optimum_general`
+        for correlated features or anisotropic tasks)."""
+        if self.geometry is not None:
+            return optimum_general(self.structure, self.N, self.geometry.M, self.sigma2, self.h)
         return optimum(self.structure, self.N, self.sigma2, self.h)
 
     # ---- state and observables ------------------------------------------------------------
@@ -118,21 +179,35 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         F = self.structure.F
         if method == "mc":
             return {"Q": Block((self.d, self.d), "Q", "eta")}
+        if self.geometry is not None:
+            K = self.structure.K
+            return {"theta": Block((K, K), "theta[n, k] = v_n^T Q v_k", "eta")}
         return {"coords": Block((F, F + 1), "[A_k, B_{k,n} per class]", "eta")}
 
     @property
     def d(self) -> int:
+        if self.geometry is not None and self.geometry.V is not None:
+            return int(self.geometry.V.shape[0])
         return int(self.config["d"] or self.structure.K)
 
     def initial_state(self, method, rng=None):
         c = np.full((self.structure.F, self.structure.F + 1), float(self.config["B0"]))
         c[:, 0] = float(self.config["A0"])
+        if self.geometry is not None:
+            # theta^(0) = V^T Q^(0) V for the Q^(0) of least norm with these scores (P theta P, P = G G^+)
+            theta = self.geometry.project(self.structure.expand(c))
+            if method != "mc":
+                return {"theta": theta}
+            Vp = np.linalg.pinv(self.features)
+            return {"Q": Vp.T @ theta @ Vp}
         if method != "mc":
             return {"coords": c}
         V = self.features
         return {"Q": V @ self.structure.expand(c) @ V.T}
 
     def movable(self, method):
+        if self.geometry is not None:
+            return {}
         return {"coords": self._m_col > 0} if method != "mc" else {}
 
     def dim_labels(self):
@@ -174,6 +249,8 @@ class Huang2024(Model, ExactLoss, SampledLoss):
     def observe(self, state, method, rng=None):
         if method == "mc":
             return self._observe_mc(state, rng)
+        if self.geometry is not None:
+            return self._observe_theta(state["theta"])
         coords = state["coords"]
         ev = self.evaluate(coords)
         return {"A": coords[:, 0].copy(), "B": self._masked(coords[:, 1:]), "L_k": ev.L_f,
@@ -181,6 +258,24 @@ class Huang2024(Model, ExactLoss, SampledLoss):
                 "attn": self._masked(ev.attn[:, 1:])}
 
     # ---- exact methods --------------------------------------------------------------------
+    def evaluate_theta(self, theta):
+        """``(L, dL/dtheta, L_k, attn)`` on the full ``K x K`` ``theta`` with the label covariance ``M``
+        (:func:`.engine.population_loss_grad`; correlated features or anisotropic tasks)."""
+        return population_loss_grad(theta, self.structure.p, self.N, self.geometry.M, self.sigma2, h=self.h,
+                                    return_attention=True)
+
+    def _class_mean(self, per_feature):
+        own = self.structure.owner()
+        return np.array([per_feature[own == f].mean() for f in range(self.structure.F)])
+
+    def _observe_theta(self, theta):
+        L, _, L_k, attn = self.evaluate_theta(theta)
+        red = self.reduce_full(theta)
+        at = self.reduce_full(attn)
+        L_f = self._class_mean(L_k)
+        return {"A": red[:, 0], "B": red[:, 1:], "L_k": L_f, "L": L, "gap": L_f - self.L_star,
+                "attn_own": at[:, 0], "attn": at[:, 1:]}
+
     def evaluate(self, coords) -> ReducedEvaluation:
         """The exact ``L``, ``dL/dtheta``, ``L_k`` and ``E[Attn]`` on the reduced coordinates
         (:func:`.engine.reduced_loss_grad` without re-validating the model's fixed inputs on every
@@ -196,12 +291,24 @@ class Huang2024(Model, ExactLoss, SampledLoss):
 
     def gradient_scale(self):
         """Entries of ``theta`` per coordinate: ``A_k`` of class f stands for its ``size_f`` diagonal
-        entries, ``B_{k,n}`` of classes (f, g) for ``size_f x m_col[f, 1 + g]`` off-diagonal ones."""
+        entries, ``B_{k,n}`` of classes (f, g) for ``size_f x m_col[f, 1 + g]`` off-diagonal ones
+        (with a feature geometry the state is the full ``theta`` and its gradient is dL/dtheta)."""
+        if self.geometry is not None:
+            return {}
         return {"coords": self.structure.sizes[:, None] * self._m_col}
+
+    def direction(self, state, grads):
+        """``G g G`` with correlated features (exactly GD on ``Q``), ``g`` itself with ``precondition = none``
+        (the negative control) or orthonormal features."""
+        if self.geometry is None or self.config["precondition"] == "none":
+            return grads
+        return {"theta": self.geometry.direction(grads["theta"])}
 
     def direction_jacobian(self, state):
         """``d grad / d coords`` (flattened ``(F (F + 1))^2``, block diagonal per query class) from
         the exact Jacobian of :mod:`.jacobian`: the flow's integrator needs no finite differences."""
+        if self.geometry is not None:
+            return None
         coords = np.ascontiguousarray(state["coords"], dtype=np.float64)
         F, J = coords.shape
         jp, jn = np.empty((F, J, J)), np.empty((F, J, J))
@@ -212,11 +319,19 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         return H
 
     def loss_grad(self, state):
+        if self.geometry is not None:
+            L, g, L_k, attn = self.evaluate_theta(state["theta"])
+            return Evaluation(L, {"theta": g}, self._class_mean(L_k) - self.L_star, {"attn": attn})
         ev = self.evaluate(state["coords"])
         return Evaluation(ev.L, {"coords": ev.grad}, ev.L_f - self.L_star, {"reduced": ev})
 
     def advance(self, state, lrs, start, stop, monitor):
-        """Exact GD in a compiled loop (:func:`gd_loop`), same semantics as the Python loop."""
+        """Exact GD in a compiled loop (:func:`gd_loop`), same semantics as the Python loop (the Python
+        loop itself with correlated features)."""
+        if self.geometry is not None:
+            from dynamics.methods.gd import advance_python
+
+            return advance_python(self, state, lrs, start, stop, monitor)
         first = monitor.ensure(self.structure.F)
         status, t, monitor.L_prev, monitor.rising = gd_loop(
             state["coords"], self._p_col, self._m_col, float(self.N), self.sigma2, self.h, float(lrs["coords"]),
@@ -234,12 +349,15 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         if self.structure.K > MC_MAX_K:
             raise ParamError("K", f"K must be <= {MC_MAX_K} for the Monte Carlo model (it keeps K x K scores), "
                                   f"got {self.structure.K}")
-        return mc.make_features(self.structure.K, self.d, kind=self.config["features"],
-                                random_state=model_rng(self.config["seed"], "huang2024.features"))
+        rng = model_rng(self.config["seed"], "huang2024.features")
+        if self.geometry is not None:
+            return self.geometry.features(self.d, self.config["features"], rng)
+        return mc.make_features(self.structure.K, self.d, kind=self.config["features"], random_state=rng)
 
     @cached_property
     def sampler(self):
-        return mc.Sampler(self.features, self.structure.p, self.N, self.sigma2, self.config["task"])
+        root = self.geometry.label_root if self.geometry is not None and self.config["task"] == "gaussian" else None
+        return mc.Sampler(self.features, self.structure.p, self.N, self.sigma2, self.config["task"], root)
 
     def sample(self, rng, size):
         return self.sampler.draw(rng, size)
@@ -285,8 +403,17 @@ class Huang2024(Model, ExactLoss, SampledLoss):
         F = self.structure.F
         L_k = np.array([L_feat[own == f].mean() for f in range(F)])
         L_k_se = np.array([np.sqrt(np.sum(se_feat[own == f] ** 2)) / np.sum(own == f) for f in range(F)])
+        if self.geometry is not None:  # P Q P with the projector P = V V^+ onto the span of the features
+            Vp = self._pinv_features
+            off = mc.frobenius(Q - V @ (Vp @ Q @ Vp.T) @ V.T)
+        else:
+            off = mc.frobenius(Q - V @ theta @ V.T)
         return {"A": red[:, 0], "B": red[:, 1:], "L_k": L_k, "L_k_se": L_k_se, "L": L, "L_se": L_se,
-                "off_span": mc.frobenius(Q - V @ theta @ V.T)}
+                "off_span": off}
+
+    @cached_property
+    def _pinv_features(self):
+        return np.linalg.pinv(self.features)
 
     # ---- optional -------------------------------------------------------------------------
     def figures(self, result, outdir):

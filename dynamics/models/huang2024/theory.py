@@ -122,3 +122,55 @@ def theorem_Tk(K, eps, eta=1.0):
     """The shape of the paper's bound ``T_k = O(K^2 log K / eta + K log(K eps^-1/2) / (eps eta))``."""
     K, eps = np.asarray(K, dtype=np.float64), np.asarray(eps, dtype=np.float64)
     return K ** 2 * np.log(K) / eta + K * np.log(K * eps ** -0.5) / (eps * eta)
+
+
+def optimum_general(structure, N: int, M, sigma2: float, h: float) -> np.ndarray:
+    """``L_k^*`` for the label covariance ``M`` (correlated features, anisotropic tasks; issue 20), per query class.
+
+    The infimum of ``L_k`` over the column ``theta[:, k]``, for one member ``k`` of each class.
+    Without label noise ``ell_k = (Attn - e_k)^T M (Attn - e_k) >= 0`` vanishes on every prompt
+    that contains ``v_k`` as ``A_k -> inf``, and the prompts without ``v_k`` do not depend on
+    ``A_k``, so, as for orthonormal features, ``L_k^* = 1/2 (1 - p_k)^N min_B E[ell_k | c_k = 0]``,
+    approached only as ``A_k -> inf``.  What changes is the minimiser over the off-target weights
+    ``B``: with ``M = I`` it spreads the attention evenly over the features present, with general
+    ``M`` it weights the features whose labels predict ``<w, v_k>`` best (the minimum is the
+    error of the best attention-weighted predictor of ``<w, v_k>`` from the other labels, which
+    tends to 0 as features become collinear with ``v_k``).  The minimum over ``B`` (one weight held
+    at 0: shift invariance) uses the exact general-``M`` engine with ``p_k = 0``; quasi-Newton then
+    Newton polish as :func:`optimum`.  With label noise the infimum is attained at a finite column
+    and is found by minimising the whole column.
+    """
+    from dynamics.models.huang2024.general_m import column_loss_grad
+
+    M = np.asarray(M, dtype=np.float64)
+    p = structure.p
+    own = structure.owner()
+    out = np.empty(structure.F)
+    for f in range(structure.F):
+        k = int(np.flatnonzero(own == f)[0])
+        pk = p[k]
+        if sigma2 > 0:
+            pc = p.copy()
+            ref = k + 1 if k + 1 < p.size else k - 1
+            move = np.array([n for n in range(p.size) if n != ref])
+            scale = 1.0
+        else:
+            scale = np.exp(N * np.log1p(-pk)) if pk < 1 else 0.0
+            if scale == 0.0:
+                out[f] = 0.0
+                continue
+            pc = p.copy()
+            pc[k] = 0.0
+            others = [n for n in range(p.size) if n != k]
+            move = np.array(others[1:], dtype=np.int64)
+        if move.size and np.all(pc[move] == 0):
+            move = move[:0]
+
+        def fg(x, pc=pc, k=k, move=move):
+            th = np.zeros(p.size)
+            th[move] = x
+            L, g = column_loss_grad(th, pc, M, k, N, sigma2, h)
+            return L, g[move]
+
+        out[f] = scale * _minimum(fg, move.size)
+    return out
