@@ -141,6 +141,9 @@ def simulate_parser(cls, method_choices):
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
                      "a previous run wrote there")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--max-memory", metavar="SIZE", help="refuse configurations whose estimated memory exceeds "
+                     "SIZE (8G, 512M, 90%%, inf; default: the environment variable ICL_DYNAMICS_MAX_MEMORY, else "
+                     "half of this machine's memory)")
     run.add_argument("--check", action="store_true", help="check the configuration and the output folder, print "
                      "the resolved parameters and exit (nothing is computed or written)")
     for p in RUN_PARAMS:
@@ -164,7 +167,17 @@ def simulate_main(argv=None) -> int:
 
 
 def _simulate(argv):
+    from dynamics.core import memory
+
+    try:
+        return _simulate_checked(argv)
+    finally:
+        memory.set_limit(None)
+
+
+def _simulate_checked(argv):
     from dynamics import models
+    from dynamics.core import memory
 
     known = _pre_parse(argv)
     if known.resume:
@@ -176,6 +189,8 @@ def _simulate(argv):
     cls = models.get(name)
     ap = simulate_parser(cls, cls.methods)
     ns = ap.parse_args(argv)
+    if ns.max_memory is not None:
+        memory.set_limit(ns.max_memory)
     method = known.method or toml.get("method", cls.methods[0])
     if not isinstance(method, str):
         raise UsageError(f"method must be a string, got {method!r}")

@@ -73,6 +73,39 @@ class Huang2024(Model):
 
     # ---- parameters -----------------------------------------------------------------------
     @classmethod
+    def memory_estimate(cls, values, method):
+        """The dominant arrays (rule 3; :mod:`dynamics.core.memory`).  Exact methods: the reduced
+        coordinates (F x (F + 1), F = 1 balanced, 2 imbalanced, K general) with the engine's
+        temporaries and the recorded snapshots; the flow's dense Jacobian of its n = F (F + 1)
+        coordinates.  Monte Carlo: Q, V, theta (d x d, d x K, K x K) and their gradients, a batch of
+        batch x (N + 1) features and weights, the stratified evaluation prompts n_eval x (N + 1)."""
+        from dynamics.core import memory as mem
+
+        dflt, est = cls.params.defaults(), {}
+        K, N = values["K"], values["N"]
+        F = {"balanced": 1, "imbalanced": 2}.get(values["preset"], K)
+        n = F * (F + 1.0)
+        if method != "mc":
+            mem.add(est, "K", 8.0 * 20 * n, f"the reduced coordinates and the engine's temporaries, F = {F} classes")
+            if method == "flow":
+                mem.add(est, "K", 8.0 * 3 * n * n, f"the flow's dense Jacobian of n = F (F + 1) = {n:.0f} coordinates")
+            mem.add(est, mem.driver(values, dflt, "snapshots", "K"), mem.records(values, method, 4 * n + 4),
+                    f"the recorded snapshots of the F = {F} classes' coordinates")
+            return est
+        d = values["d"] or K
+        mem.add(est, "d" if values["d"] else "K", 8.0 * (6 + values["replicas"]) * d * d + 8.0 * 6 * (K * K + d * K),
+                f"Q (d x d = {d} x {d}), V, theta (K x K = {K} x {K}), gradients and the replicas' final Q")
+        mem.add(est, mem.driver(values, dflt, "batch", "N"), 8.0 * values["batch"] * (4 * (N + 1) + K),
+                f"a batch of batch x (N + 1) = {values['batch']} x {N + 1} features and weights")
+        mem.add(est, mem.driver(values, dflt, "train_set", "N"), 8.0 * values["train_set"] * 3 * (N + 1),
+                "the fixed training set")
+        mem.add(est, mem.driver(values, dflt, "n_eval", "N"), 8.0 * values["n_eval"] * (4 * (N + 1) + K),
+                f"evaluation prompts n_eval x (N + 1) = {values['n_eval']} x {N + 1} per query class")
+        mem.add(est, mem.driver(values, dflt, "snapshots", "replicas"), mem.records(values, method, 4 * n + 2 * K + 4),
+                "the recorded snapshots")
+        return est
+
+    @classmethod
     def check(cls, values, given):
         preset = values["preset"]
         if "p" in given and preset != "general":
