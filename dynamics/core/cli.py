@@ -223,23 +223,75 @@ def _simulate_checked(argv):
 
 
 def _resume(folder, argv):
+    from dynamics import models
     from dynamics.core import rundir
 
-    others = [a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("-")
-              and a not in ("--resume", "--quiet")]
+    args = list(argv if argv is not None else sys.argv[1:])
+    others = [a for a in args if a not in ("--resume", folder, "--quiet") and not a.startswith("--resume=")]
     if others:
         raise UsageError(f"--resume continues the run with its own configuration (config.json); "
-                         f"it takes no other options, got {' '.join(others)}")
+                         f"it takes no other options or arguments (only --quiet), got {' '.join(others)}")
     if not os.path.isdir(folder):
         raise UsageError(f"--resume {folder} is not a run directory")
     cfg = rundir.read_config(folder)
     if cfg is None:
         raise UsageError(f"--resume: no config.json in {folder}")
-    rundir.clean_temporaries(folder)
+    path = os.path.join(folder, "config.json")
+    if not isinstance(cfg.get("model"), str) or cfg["model"] not in models.names():
+        raise UsageError(f"--resume: {path} names no known model (model = {cfg.get('model')!r}; known: "
+                         f"{', '.join(models.names())})")
+    if not isinstance(cfg.get("method"), str):
+        raise UsageError(f"--resume: {path} has no method (a string: gd, flow or mc)")
+    if not isinstance(cfg.get("given"), dict):
+        raise UsageError(f"--resume: {path} has 'given' of type {type(cfg.get('given')).__name__}; it must be a "
+                         "table of the parameters given")
+    figures = cfg.get("figures", True)
+    if not isinstance(figures, bool):
+        raise UsageError(f"--resume: {path} has figures = {figures!r}; it must be true or false")
     ck = rundir.load_checkpoint(folder)
-    quiet = "--quiet" in (argv if argv is not None else sys.argv[1:])
-    return execute(cfg["model"], cfg["method"], cfg["given"], folder, cfg.get("figures", True), quiet=quiet,
+    if ck is None and os.path.exists(os.path.join(folder, "manifest.json")):
+        status = rundir.read_status(folder)
+        raise UsageError(f"--resume: the run in {folder} has finished (status {status}) and has no checkpoint; "
+                         "nothing to continue (rerun it into another folder, or with --overwrite)")
+    rundir.clean_temporaries(folder)
+    quiet = "--quiet" in args
+    return execute(cfg["model"], cfg["method"], cfg["given"], folder, figures, quiet=quiet,
                    request={k: cfg[k] for k in ("model", "method", "given")}, resume=ck)
+
+
+def check_checkpoint(m, method, ck, where) -> None:
+    """Refuse a checkpoint that does not belong to model ``m`` and ``method`` (blocks, shapes,
+    recorded observables) or holds non-finite state, before anything in the run is rewritten."""
+    need = REQUIRED.get(method, ())
+    if any(k not in ck for k in need):
+        raise UsageError(f"--resume: {where} is incomplete (no {', '.join(k for k in need if k not in ck)}); "
+                         "remove it to start the run again")
+    import numpy as np
+
+    blocks = m.blocks(method)
+    for part in ("state", "finals"):
+        held = ck.get(part)
+        if held is None:
+            continue
+        if not isinstance(held, dict) or (held and set(held) != set(blocks)):
+            names = sorted(held) if isinstance(held, dict) else held
+            raise UsageError(f"--resume: {where} holds the {part} blocks {names}, but {m.name} {method} trains "
+                             f"{sorted(blocks)}: it is another run's checkpoint; remove it to start again")
+        for b, arr in held.items():
+            arr = np.asarray(arr)
+            shape = tuple(blocks[b].shape)
+            if arr.shape[-len(shape):] != shape if shape else False:
+                raise UsageError(f"--resume: {where} holds {part} block {b} of shape {arr.shape}, but this run's "
+                                 f"is {shape}: it is another run's checkpoint; remove it to start again")
+            if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+                raise UsageError(f"--resume: {where} holds non-finite values in {part} block {b}; it cannot be "
+                                 "continued (remove it to start the run again)")
+    records = ck.get("records")
+    if records is not None:
+        missing = sorted(set(m.observables(method)) - set(records))
+        if not isinstance(records, dict) or missing:
+            raise UsageError(f"--resume: {where} records no {', '.join(missing)}: it is another run's checkpoint; "
+                             "remove it to start again")
 
 
 def _jsonable(d):
@@ -256,12 +308,17 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
     from dynamics.simulate import build, simulate
 
     m = build(model, method, **given_values)
-    if resume is not None and any(k not in resume for k in REQUIRED.get(method, ())):
-        raise UsageError(f"--resume: {out}/checkpoint.npz is incomplete (no {', '.join(REQUIRED[method])}); remove "
-                         "it to start the run again")
-    os.makedirs(out, exist_ok=True)
-    rundir.write_json(os.path.join(out, "config.json"),
-                      dict(request or {}, figures=figures, resolved=_jsonable(m.config)))
+    m.blocks(method)  # the model's own checks of the method (the flow's size, the stability limit) run
+    m.learning_rates(method)  # before the run directory exists
+    if resume is not None:
+        check_checkpoint(m, method, resume, f"{out}/checkpoint.npz")
+    else:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+        rundir.write_json(os.path.join(out, "config.json"),
+                          dict(request or {}, figures=figures, resolved=_jsonable(m.config)))
 
     def on_checkpoint(ck):
         rundir.save_checkpoint(out, ck)
