@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
+from dynamics.core.cli import MAX_WORKERS
 from dynamics.sweep.grid import Grid, build_grid
 from dynamics.sweep.runner import CRASH_ENV, CRASH_WAIT_ENV, SweepReport, run_point, run_sweep
 from dynamics.sweep.spec import SpecError, SweepOutput, SweepSpec, load_spec, parse_spec
@@ -49,7 +50,8 @@ def _main(argv):
     ap = ArgParser(prog="python -m dynamics.sweep", description=__doc__.split("\n\n")[0])
     ap.add_argument("spec", help="sweep spec (TOML)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
-    ap.add_argument("--workers", help="local worker processes, one thread each (default: all cores)")
+    ap.add_argument("--workers", help=f"local worker processes, one thread each (default: all cores; at most "
+                    f"{MAX_WORKERS}, four per core of this machine)")
     ap.add_argument("--out", help="dataset file (default: SPEC with suffix .nc)")
     ap.add_argument("--threads", action="store_true", help="local workers as threads of this process")
     ap.add_argument("--retries", help="times a point may lose its worker before it fails (default 3)")
@@ -57,7 +59,8 @@ def _main(argv):
     ap.add_argument("--check", action="store_true", help="check the spec and every point's parameters, print the "
                     "grid size and exit (nothing runs)")
     args = ap.parse_args(argv)
-    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1).coerce(args.workers)
+    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1,
+                                                      high=MAX_WORKERS).coerce(args.workers)
     retries = None if args.retries is None else Param("retries", "int", 0, "", low=0).coerce(args.retries)
     spec = load_spec(args.spec)
     grid = build_grid(spec)
