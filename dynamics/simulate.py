@@ -110,6 +110,7 @@ def simulate(model="huang2024", method=None, *, init=None, save_at=None, progres
                     checkpoint_every=c["checkpoint_every"], on_checkpoint=on_checkpoint, resume=resume, progress=bar)
     except SimulationDiverged as err:
         _, step, times, extra = err.result
+        state = extra.pop("state", state)  # Monte Carlo: every replica's state where it stopped
         res = _result(m, method, recorder, times, state, "diverged", str(err), extra, t0)
         raise SimulationDiverged(str(err), res) from None
     return _result(m, method, recorder, times, state, status, message, extra, t0)

@@ -338,10 +338,15 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
                          "start the run again") from None
     files = [os.path.basename(p) for p in res.save(out)]
     shown = []
-    if figures:
+    if figures and not (code and res.t.size == 0):  # a run diverged before its first snapshot draws nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            shown = [os.path.basename(p) for p in m.figures(res, out)]
+            try:
+                shown = [os.path.basename(p) for p in m.figures(res, out)]
+            except (KeyError, ValueError, IndexError) as exc:
+                if not code:
+                    raise
+                print(f"note: no figures of the diverged run ({one_line(exc)})", file=sys.stderr)
         if not shown and res.t.size < 2:
             print("note: no figures: the run recorded a single snapshot")
     manifest = dict(model=m.describe(), method=method, seed=m.config["seed"], status=res.status,

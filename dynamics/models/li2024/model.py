@@ -100,6 +100,9 @@ class Li2024(Model):
         if values["odr_spread"] == "disjoint" and values["M1_test"] > M1:
             raise ParamError("M1_test", f"M1_test must be <= M1 = {M1} with odr_spread = disjoint (each ODR "
                                         f"pattern owns a group of IDR patterns), got {values['M1_test']}")
+        if values["S1"] == 0.0:
+            raise ParamError("S1", "S1 must be a finite nonzero number (ODR patterns mu'_j = sum_i c_(j,i) mu_i with "
+                                   "coefficients summing to S1; S1 = 0 leaves no out-of-domain signal), got 0")
         if values["M2_test"] is not None and values["M2_test"] > M2:
             raise ParamError("M2_test", f"M2_test must be <= M2 = {M2} (orthonormal ODI patterns in the span of "
                                         f"the IDI patterns), got {values['M2_test']}")

@@ -51,7 +51,8 @@ PARAMS = ParamSet([
     nonnegative_float("noise", 0.0, "radius of the bounded noise added to every TSR pattern occurrence of a test "
                       "prompt (one draw per token, uniform in the ball of R^d_x; decoded steps are clean)"),
     Param("tau_f", "float", 0.6, "requested min-max trajectory transition probability tau^f of the test task's "
-          "step transition matrices A_k^f (generator: identical circulant steps, correct entry tau_f^(1/K))",
+          "step transition matrices A_k^f (generator: identical circulant steps, correct entry tau_f^(1/K)); without "
+          "condition1 it must be < 1/2 (and below a bound of M_test and K that the refusal states)",
           low=0.0, low_open=True, high=1.0),
     Param("rho_f", "float", None, "requested step margin rho^f (correct entry minus largest wrong entry of each "
           "row); not set: evenly spread errors with condition1, halfway to the Condition 1 boundary without it",
