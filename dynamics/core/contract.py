@@ -82,20 +82,28 @@ def declare(own: ParamSet, methods, method_defaults: dict | None = None) -> Para
 
 class Block(NamedTuple):
     """A block of the state: its ``shape``, the paper's ``symbol`` and the name of the step-size
-    parameter ``lr`` that moves it (``eta``, ``eta_Q``, ...), or None for a block that is fixed."""
+    parameter ``lr`` that moves it (``eta``, ``eta_Q``, ...), or None for a block that is fixed;
+    ``dims`` names its axes in ``state.nc`` (labels from :meth:`Model.dim_labels`; default
+    ``<block>_row``, ``<block>_col`` for a matrix, ``<block>_index`` for a vector, ``<block>_axis<i>``
+    beyond)."""
 
     shape: tuple
     symbol: str
     lr: str | None
+    dims: tuple | None = None
 
 
 class Observable(NamedTuple):
     """A recordable quantity: named ``dims`` (besides time and replica), the paper's ``symbol``
-    and a one-sentence ``doc``."""
+    and a one-sentence ``doc``; ``units`` (CF ``units``: ``"1"`` for the papers' dimensionless
+    losses, weights and probabilities) and ``equation`` (where in the paper it is defined, e.g.
+    ``"eq. (3)"``) go into the netCDF attributes with ``long_name = doc``."""
 
     dims: tuple
     symbol: str
     doc: str
+    units: str = "1"
+    equation: str = ""
 
 
 class Evaluation(NamedTuple):

@@ -68,6 +68,8 @@ def _main(argv):
         from dynamics.core.rundir import check_writable_file
 
         check_writable_file(args.out)
+    for line in grid.notes or ():
+        print(line, file=sys.stderr)
     if args.check:
         print(f"spec ok: model {spec.model}, {len(grid.keys)} points over {', '.join(spec.sweep)}")
         return 0

@@ -23,6 +23,8 @@ class Grid:
     keys: list
     shape: tuple
     derived: dict
+    notes: list = None
+    """Lines the command prints before running (e.g. ``at`` times beyond some points' horizons)."""
 
 
 def build_grid(spec: SweepSpec) -> Grid:
@@ -32,7 +34,7 @@ def build_grid(spec: SweepSpec) -> Grid:
     cls = models.get(spec.model)
     dims = list(spec.sweep)
     shape = tuple(len(spec.sweep[d]) for d in dims)
-    methods, points, labels, keys, checked = [], [], [], [], {}
+    methods, points, labels, keys, checked, beyond = [], [], [], [], {}, []
     derived = {k: np.full(shape, np.nan) for k in spec.derived}
     for flat, combo in enumerate(itertools.product(*(spec.sweep[d] for d in dims))):
         label = ", ".join(f"{d}={v}" for d, v in zip(dims, combo))
@@ -56,15 +58,19 @@ def build_grid(spec: SweepSpec) -> Grid:
             raise SpecError(f"{where}: {exc}") from None
         at = spec.outputs.get("at")
         if at and max(at["t"]) > values["steps"]:
-            raise SpecError(f"{where}: [outputs] at t = {max(at['t'])} is beyond the horizon steps = "
-                            f"{values['steps']} (it would be recorded as NaN); use times <= steps")
+            beyond.append(label)
         if method not in checked:
             checked[method] = _check_observables(cls, method, {k: values[k] for k in given}, spec, where)
         points.append({k: values[k] for k in given})
         methods.append(method)
         labels.append(label)
         keys.append(_point_key(spec, method, {k: values[k] for k in given}))
-    return Grid(spec, methods, points, labels, keys, shape, derived)
+    notes = []
+    if beyond:
+        notes.append(f"note: [outputs] at t = {max(spec.outputs['at']['t'])} lies beyond the horizon (steps) of "
+                     f"{len(beyond)} of {len(keys)} points ({'; '.join(beyond[:3])}{'; ...' if len(beyond) > 3 else ''}):"
+                     f" those values are recorded as NaN")
+    return Grid(spec, methods, points, labels, keys, shape, derived, notes)
 
 
 def _check_observables(cls, method, params, spec, where) -> bool:

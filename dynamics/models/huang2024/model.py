@@ -148,7 +148,7 @@ class Huang2024(Model):
         F = self.structure.F
         if method == "mc":
             return {"Q": Block((self.d, self.d), "Q", "eta")}
-        return {"coords": Block((F, F + 1), "[A_k, B_{k,n} per class]", "eta")}
+        return {"coords": Block((F, F + 1), "[A_k, B_{k,n} per class]", "eta", ("query_class", "coordinate"))}
 
     @property
     def d(self) -> int:
@@ -167,7 +167,8 @@ class Huang2024(Model):
 
     def dim_labels(self):
         names = np.array(self.structure.names)
-        return {"query_class": names, "key_class": names}
+        coordinate = np.array(["A_k"] + [f"B_k,{n}" for n in self.structure.names])
+        return {"query_class": names, "key_class": names, "coordinate": coordinate}
 
     def observables(self, method):
         obs = {

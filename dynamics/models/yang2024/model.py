@@ -209,10 +209,11 @@ class Yang2024(Model):
     def blocks(self, method):
         self._check_flow(method)
         pr = self.problem
-        w = Block((self.H, pr.K), "w_h (steps gamma^2 eta_Q)", "eta_Q")
+        w = Block((self.H, pr.K), "w_h (steps gamma^2 eta_Q)", "eta_Q", ("head", "token"))
         if self._qblock(method) == "Q":
-            return {"Q": Block((self.H, pr.d, pr.d), "Q_h", "eta_Q"), "w": w}
-        return {"theta": Block((self.H, pr.N, pr.K), "theta_h = V^T Q_h V_all", "eta_Q"), "w": w}
+            return {"Q": Block((self.H, pr.d, pr.d), "Q_h", "eta_Q", ("head", "Q_row", "Q_col")), "w": w}
+        return {"theta": Block((self.H, pr.N, pr.K), "theta_h = V^T Q_h V_all", "eta_Q",
+                               ("head", "prompt_token", "token")), "w": w}
 
     @cached_property
     def Q0(self) -> np.ndarray:
