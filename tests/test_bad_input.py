@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.crosscheck import main as crosscheck_main
 from dynamics.reproduce import main as reproduce_main
 from dynamics.sweep import main as sweep_main

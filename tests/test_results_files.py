@@ -8,7 +8,7 @@ import pytest
 import xarray as xr
 
 from dynamics import load_state
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 
 TINY = {
     "huang2024": ["--method", "gd", "--K", "4", "--N", "8", "--steps", "20", "--snapshots", "5"],

@@ -91,7 +91,7 @@ def test_kill_minus_9_at_random_moments_then_resume(tmp_path):
 
 
 def test_resume_refuses_another_models_checkpoint_before_rewriting(tmp_path, capsys):
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     cks = []
     simulate("huang2024", "mc", on_checkpoint=cks.append, **SMALL)
