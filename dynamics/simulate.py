@@ -26,8 +26,7 @@ from dynamics.core.cli import (EXIT_DIVERGED, RUN_PARAMS, ArgParser, add_params,
                                one_line, recorded_warnings)
 from dynamics.core.contract import Model
 from dynamics.core.errors import SimulationDiverged, UsageError
-from dynamics.core.params import ParamError, ParamSet
-from dynamics.core.progress import enabled as progress_enabled
+from dynamics.core.params import Param, ParamError, ParamSet
 from dynamics.core.trajectory import Result
 from dynamics.methods import run as _run
 
@@ -71,6 +70,9 @@ def simulate_parser(cls, method_choices):
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
                      "a previous run wrote there")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--progress-every", metavar="SECONDS", help="when standard error is not a terminal, a "
+                     "progress line every SECONDS (default: ICL_DYNAMICS_PROGRESS_EVERY, else 10; 0: none; "
+                     "--quiet: none)")
     run.add_argument("--max-memory", metavar="SIZE", help="refuse configurations whose estimated memory exceeds "
                      "SIZE (8G, 512M, 90%%, inf; default: the environment variable ICL_DYNAMICS_MAX_MEMORY, else "
                      "half of this machine's memory)")
@@ -97,10 +99,13 @@ def simulate_main(argv=None) -> int:
 def _simulate(argv):
     from dynamics.core import memory
 
+    from dynamics.core import progress as progress_mod
+
     try:
         return _simulate_checked(argv)
     finally:
         memory.set_limit(None)
+        progress_mod.set_interval(None)
 
 
 def _simulate_checked(argv):
@@ -118,6 +123,11 @@ def _simulate_checked(argv):
     ns = ap.parse_args(argv)
     if ns.max_memory is not None:
         memory.set_limit(ns.max_memory)
+    if ns.progress_every is not None:
+        from dynamics.core import progress as progress_mod
+
+        progress_mod.set_interval(ParamSet([Param("progress_every", "float", 10.0, "", low=0.0)])[
+            "progress_every"].coerce(ns.progress_every))
     method = known.method or toml.get("method", cls.methods[0])
     if not isinstance(method, str):
         raise UsageError(f"method must be a string, got {method!r}")
@@ -237,7 +247,7 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
     t0 = time.perf_counter()
     code, message = 0, ""
     try:
-        res = simulate(m, method, progress=progress_enabled(quiet), on_checkpoint=on_checkpoint, resume=resume)
+        res = simulate(m, method, progress=not quiet, on_checkpoint=on_checkpoint, resume=resume)
     except SimulationDiverged as err:
         res, code, message = err.result, EXIT_DIVERGED, str(err)
     except (KeyError, ValueError, IndexError) as exc:
