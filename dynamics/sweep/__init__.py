@@ -48,7 +48,15 @@ def _main(argv):
     from dynamics.core.params import Param
     from dynamics.core.progress import enabled
 
-    ap = ArgParser(prog="python -m dynamics.sweep", description=__doc__.split("\n\n")[0])
+    import argparse
+
+    from dynamics.sweep import spec as spec_module
+
+    fmt = spec_module.__doc__.split("\n\n", 1)[1]
+    ap = ArgParser(prog="python -m dynamics.sweep", description=__doc__.split("\n\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   epilog="The spec format (TOML):\n\n" + fmt + "\nExit status: 0 every point done, 1 some points "
+                          "failed (their errors are printed and kept in the dataset), 2 bad input, 130 Ctrl-C.")
     ap.add_argument("spec", help="sweep spec (TOML)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
     ap.add_argument("--workers", help=f"local worker processes, one thread each (default: all cores; at most "

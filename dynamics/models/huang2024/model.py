@@ -30,7 +30,7 @@ from dynamics.models.huang2024.result import HuangResult
 from dynamics.models.huang2024.theory import optimum
 
 PARAMS = ParamSet([
-    Param("K", "int", 10, "number of features K (orthonormal v_1..v_K; MODEL.md s.1)", low=2),
+    Param("K", "int", 10, "number of features K (orthonormal v_1..v_K; docs/models/huang2024.md)", low=2),
     positive_int("N", 100, "prompt length N (labelled tokens per prompt)"),
     Param("preset", "str", "imbalanced", "feature probabilities: balanced (p_k = 1/K), imbalanced (a dominant "
           "v_1 with p_1, the rest (1 - p_1)/(K - 1)), general (p given, or Dirichlet(1) drawn from seed)",
@@ -42,7 +42,7 @@ PARAMS = ParamSet([
     positive_float("eta", 1.0, "GD step size eta (the paper's Q <- Q - eta grad L)"),
     Param("A0", "float", 0.0, "initial A_k = v_k^T Q v_k (the paper: Q^(0) = 0)", low=-700.0, high=700.0),
     Param("B0", "float", 0.0, "initial B_{k,n} = v_n^T Q v_k (the paper: Q^(0) = 0)", low=-700.0, high=700.0),
-    Param("h", "float", DEFAULT_H, "trapezoid step in log t of the exact quadrature (MODEL.md s.3; the default "
+    Param("h", "float", DEFAULT_H, "trapezoid step in log t of the exact quadrature (docs/models/huang2024.md; the default "
           "7/32 keeps its error below 3e-16 relative)", low=0.0, high=0.5, low_open=True, methods=("gd", "flow")),
     Param("attention_at", "ints", None, "iterations shown in attention_map.png (default: four log-spaced "
           "snapshots)", low=0, methods=("gd", "flow")),
