@@ -383,10 +383,6 @@ def test_bad_input_exits_2_with_one_line(command, args, needle, tmp_path, capsys
     assert after == before, sorted(set(map(str, after)) ^ set(map(str, before)))  # nothing written
 
 
-def test_corpus_size():
-    assert len(CASES) >= 150 and {c for c, _, _ in CASES} == set(MAINS)
-
-
 @pytest.mark.parametrize("args, needle", [
     (["-m", "dynamics.simulate", "--K", "ten"], "K must be an integer >= 2"),
     (["-m", "dynamics.sweep", "missing.toml"], "spec file not found"),
