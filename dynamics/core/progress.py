@@ -46,7 +46,27 @@ def _eta(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-class Lines:
+class Silent:
+    """The no-op progress bar."""
+
+    def update(self, n=1):
+        pass
+
+    def set_postfix_str(self, s=""):
+        pass
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+class Lines(Silent):
     """Progress as a line every ``every`` seconds on standard error (for pipes and log files)."""
 
     def __init__(self, total, desc: str, unit: str = "step", every: float = DEFAULT_EVERY):
@@ -69,36 +89,6 @@ class Lines:
 
     def set_postfix_str(self, s=""):
         self.postfix = s
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-
-class Silent:
-    """The no-op progress bar."""
-
-    def update(self, n=1):
-        pass
-
-    def set_postfix_str(self, s=""):
-        pass
-
-    def close(self):
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def enabled(quiet: bool = False) -> bool:
