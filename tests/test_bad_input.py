@@ -115,7 +115,7 @@ CASES = [
     ("crosscheck", ["--out", "{tmp}/afile"], "is an existing file"),
     ("crosscheck", ["--model", "nope"], "model"),
     ("crosscheck", ["--model", "li2024"], "the cross-check needs methods gd and mc; model li2024 supports mc"),
-    ("crosscheck", ["--model", "li2024_cot"], "model li2024_cot supports mc"),
+    ("crosscheck", ["--model", "li2024_cot"], "model li2024_cot declares a parameter alpha"),
     # sweep
     ("sweep", ["{tmp}/missing.toml"], "spec file not found"),
     ("sweep", ["{tmp}/foreign"], "is a directory"),

@@ -45,11 +45,22 @@ def _conditions(p: Param) -> dict:
 CASES = list(_cases())
 
 
+def _small(model, p, method):
+    """Parameters that make an exact method affordable where the model's defaults are beyond its
+    cost bound (li2024_cot: ``crosscheck_defaults``, a small instance), for ``gd``/``flow`` only."""
+    if method not in ("gd", "flow"):
+        return {}
+    extra = models.get(model).crosscheck_defaults({p.name: p.default})
+    return {k: v for k, v in extra.items() if k in ("M", "K", "M_test") and k != p.name}
+
+
 @pytest.mark.parametrize("model, p, method", CASES)
 def test_command_line(model, p, method, tmp_path, capsys):
     base = ["--model", model, "--method", method, "--out", str(tmp_path / "run"), "--check"]
     for other, value in _conditions(p).items():
         base += ["--" + other.replace("_", "-"), _text(value)]
+    for k, v in _small(model, p, method).items():
+        base += [models.get(model).params[k].flag(), _text(v)]
     if p.default is not None:
         assert simulate_main(base + [p.flag(), _text(p.default)]) == 0, capsys.readouterr().err
         capsys.readouterr()
@@ -65,7 +76,7 @@ def test_command_line(model, p, method, tmp_path, capsys):
 def test_toml_config(model, p, method, tmp_path, capsys):
     def run(value):
         cfg = tmp_path / "c.toml"
-        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _conditions(p).items())
+        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {**_conditions(p), **_small(model, p, method)}.items())
         cfg.write_text(f'model = "{model}"\nmethod = "{method}"\n{extra}{p.name} = {json.dumps(value)}\n')
         return simulate_main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--check"])
 
@@ -86,9 +97,9 @@ def test_sweep_spec(model, p, method, tmp_path, capsys):
 
     def run(value):
         spec = tmp_path / "s.toml"
-        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _conditions(p).items())
-        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n{extra}[sweep]\n{p.name} = [{json.dumps(value)}]\n'
-                        f'[outputs]\nreferences = true\n')
+        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {**_conditions(p), **_small(model, p, method)}.items())
+        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n{extra}[sweep]\n{p.name} = '
+                        f'[{json.dumps(value)}]\n[outputs]\nreferences = true\n')
         return sweep_main([str(spec), "--check", "--quiet"])
 
     if p.default is not None:

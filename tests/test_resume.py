@@ -5,7 +5,6 @@ Fast: every checkpoint of a small run goes through ``checkpoint.npz`` on disk an
 resumed from it equals the uninterrupted one byte for byte.  Slow: the real command is killed
 with SIGKILL at random moments (a fixed seed) and ``--resume`` continues it until it finishes.
 """
-import os
 import random
 import signal
 import subprocess

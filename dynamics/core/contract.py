@@ -163,11 +163,11 @@ class Model(abc.ABC):
             why = cls.params[name].unused_because(values, method)
             if why:
                 raise ParamError(name, why)
-        cls.check(values, names)
-        if method is not None:
+        if method is not None:  # sizes first: a rule between parameters may itself build large arrays
             from dynamics.core.memory import check_memory
 
             check_memory(cls, values, method)
+        cls.check(values, names)
         return values, names
 
     @classmethod
