@@ -430,6 +430,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_sizes_are_refused_under_a_memory_cap(tmp_path):
     """The size rows again in one child process whose address space is capped at 4 GiB: an attempted
     allocation would fail the row (MemoryError, not the one-line refusal) instead of the machine."""
