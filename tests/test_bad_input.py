@@ -237,7 +237,6 @@ CAUSES = [
     ("reproduce", ["stagewise", "--out", "/proc/icl-rep"], "is not writable"),
     ("reproduce", ["stagewise", "--workers", "1e19"], "workers must be an integer >= 1 and <="),
     # rules and defaults that agree
-    ("simulate", ["--model", "li2024", "--S1", "0"], "S1 must be a finite nonzero number"),
     ("simulate", ["--model", "li2024_cot", "--S1", "0"], "S1 must be a finite nonzero number"),
     ("simulate", ["--model", "li2024_cot", "--condition1", "false", "--tau-f", "0.7"], "tau_f must be < 1/2"),
     ("simulate", ["--model", "li2024", "--d-x", "3"], "d_x must be >= M1 + M2"),
