@@ -7,7 +7,10 @@ beside it.  Front ends: :func:`dynamics.simulate.simulate` (``python -m dynamics
 ``dynamics.crosscheck``, ``dynamics.reproduce``, ``dynamics.sweep``.  ``docs/ARCHITECTURE.md``
 describes the layout and the model contract (:mod:`dynamics.core.contract`).
 
-Shortcuts to the exact engine of Huang, Cheng, Liang (MODEL.md sections 2-3):
+:func:`load_state` reads the final state of a run directory (``state.nc``), the state a run can be
+continued from with ``simulate(..., init=load_state(run_dir))``.
+
+Shortcuts to the exact engine of Huang, Cheng, Liang (docs/models/huang2024.md):
 
 - :func:`population_loss_grad` -- the population loss ``L``, its gradient in the coordinates
   ``theta[n, k] = v_n^T Q v_k`` (``A_k = theta[k, k]``, ``B_{k,n} = theta[n, k]``) and ``L_k``;
@@ -23,6 +26,7 @@ _LAZY = {
     "ClassStructure": "dynamics.models.huang2024.classes",
     "population_loss_grad_bruteforce": "dynamics.models.huang2024.bruteforce",
     "simulate": "dynamics.simulate",
+    "load_state": "dynamics.core.trajectory",
 }
 
 

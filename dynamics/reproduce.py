@@ -5,7 +5,9 @@ this front end finds them, runs one (or ``all``, or ``all --model NAME``), write
 PNG figures and CSV/markdown tables into ``--out`` (default ``runs/reproduce/NAME``) with a
 ``timing.json``, and prints the tables.  ``--quick`` uses reduced sizes (seconds each) and is
 what the tests run; ``--workers`` sets the Dask workers of targets that sweep.  Bad input exits
-2 with one line, before anything runs.
+2 with one line, before anything runs.  A target skipped for a missing optional dependency
+(``li-baselines`` without scikit-learn) makes the command exit 3, so that ``all`` never silently
+misses one; ``--allow-skipped`` accepts partial results (exit 0).
 """
 from __future__ import annotations
 
@@ -60,8 +62,13 @@ def _main(argv):
     ap.add_argument("--quick", action="store_true", help="reduced sizes: seconds per target (what the tests run)")
     ap.add_argument("--workers", help="Dask workers for targets that sweep (default: all cores)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--allow-skipped", action="store_true", help="exit 0 even when a target was skipped (an "
+                    "optional dependency such as scikit-learn is missing); without it a skipped target exits 3")
     args = ap.parse_args(argv)
-    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1).coerce(args.workers)
+    from dynamics.core.cli import MAX_WORKERS
+
+    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1,
+                                                      high=MAX_WORKERS).coerce(args.workers)
     table = targets(args.model)
     if args.name == "all":
         names = list(table)
@@ -76,6 +83,7 @@ def _main(argv):
     for folder in folders.values():
         check_writable_dir(folder)
     bar = progress(len(names), "reproduce", unit="target", show=enabled(args.quiet) and len(names) > 1)
+    skipped = []
     with bar:
         for name in names:
             t0 = time.perf_counter()
@@ -86,9 +94,20 @@ def _main(argv):
             bar.update(1)
             print(f"{name}: wrote {folders[name]} in {wall:.1f} s")
             for key in ("table", "over_K_table", "tables"):
-                if key in res:
+                if key in res and res[key]:
                     print(res[key])
+            if res.get("skipped"):
+                skipped.append(name)
+                print(f"skipped: {res['skipped']}", file=sys.stderr)
+    if skipped and not args.allow_skipped:
+        print(f"error: {len(skipped)} target(s) skipped ({', '.join(skipped)}); install what they need, or add "
+              "--allow-skipped to accept partial results", file=sys.stderr)
+        return EXIT_SKIPPED
     return 0
+
+
+EXIT_SKIPPED = 3
+"""Exit status when a target was skipped (a missing optional dependency) without --allow-skipped."""
 
 
 if __name__ == "__main__":

@@ -26,8 +26,7 @@ from dynamics.core.cli import (EXIT_DIVERGED, RUN_PARAMS, ArgParser, add_params,
                                one_line, recorded_warnings)
 from dynamics.core.contract import Model
 from dynamics.core.errors import SimulationDiverged, UsageError
-from dynamics.core.params import ParamError, ParamSet
-from dynamics.core.progress import enabled as progress_enabled
+from dynamics.core.params import Param, ParamError, ParamSet
 from dynamics.core.trajectory import Result
 from dynamics.methods import run as _run
 
@@ -71,6 +70,12 @@ def simulate_parser(cls, method_choices):
     run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
                      "a previous run wrote there")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--progress-every", metavar="SECONDS", help="when standard error is not a terminal, a "
+                     "progress line every SECONDS (default: ICL_DYNAMICS_PROGRESS_EVERY, else 10; 0: none; "
+                     "--quiet: none)")
+    run.add_argument("--max-memory", metavar="SIZE", help="refuse configurations whose estimated memory exceeds "
+                     "SIZE (8G, 512M, 90%%, inf; default: the environment variable ICL_DYNAMICS_MAX_MEMORY, else "
+                     "half of this machine's memory)")
     run.add_argument("--check", action="store_true", help="check the configuration and the output folder, print "
                      "the resolved parameters and exit (nothing is computed or written)")
     for p in RUN_PARAMS:
@@ -92,6 +97,20 @@ def simulate_main(argv=None) -> int:
 
 
 def _simulate(argv):
+    from dynamics.core import memory
+
+    from dynamics.core import progress as progress_mod
+
+    try:
+        return _simulate_checked(argv)
+    finally:
+        memory.set_limit(None)
+        progress_mod.set_interval(None)
+
+
+def _simulate_checked(argv):
+    from dynamics.core import memory
+
     known = _pre_parse(argv)
     if known.resume:
         return _resume(known.resume, argv)
@@ -102,6 +121,13 @@ def _simulate(argv):
     cls = models.get(name)
     ap = simulate_parser(cls, cls.methods)
     ns = ap.parse_args(argv)
+    if ns.max_memory is not None:
+        memory.set_limit(ns.max_memory)
+    if ns.progress_every is not None:
+        from dynamics.core import progress as progress_mod
+
+        progress_mod.set_interval(ParamSet([Param("progress_every", "float", 10.0, "", low=0.0)])[
+            "progress_every"].coerce(ns.progress_every))
     method = known.method or toml.get("method", cls.methods[0])
     if not isinstance(method, str):
         raise UsageError(f"method must be a string, got {method!r}")
@@ -132,33 +158,88 @@ def _simulate(argv):
 
 
 def _resume(folder, argv):
-    others = [a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("-")
-              and a not in ("--resume", "--quiet")]
+    args = list(argv if argv is not None else sys.argv[1:])
+    others = [a for a in args if a not in ("--resume", folder, "--quiet") and not a.startswith("--resume=")]
     if others:
         raise UsageError(f"--resume continues the run with its own configuration (config.json); "
-                         f"it takes no other options, got {' '.join(others)}")
+                         f"it takes no other options or arguments (only --quiet), got {' '.join(others)}")
     if not os.path.isdir(folder):
         raise UsageError(f"--resume {folder} is not a run directory")
     cfg = rundir.read_config(folder)
     if cfg is None:
         raise UsageError(f"--resume: no config.json in {folder}")
-    rundir.clean_temporaries(folder)
+    path = os.path.join(folder, "config.json")
+    if not isinstance(cfg.get("model"), str) or cfg["model"] not in models.names():
+        raise UsageError(f"--resume: {path} names no known model (model = {cfg.get('model')!r}; known: "
+                         f"{', '.join(models.names())})")
+    if not isinstance(cfg.get("method"), str):
+        raise UsageError(f"--resume: {path} has no method (a string: gd, flow or mc)")
+    if not isinstance(cfg.get("given"), dict):
+        raise UsageError(f"--resume: {path} has 'given' of type {type(cfg.get('given')).__name__}; it must be a "
+                         "table of the parameters given")
+    figures = cfg.get("figures", True)
+    if not isinstance(figures, bool):
+        raise UsageError(f"--resume: {path} has figures = {figures!r}; it must be true or false")
     ck = rundir.load_checkpoint(folder)
-    quiet = "--quiet" in (argv if argv is not None else sys.argv[1:])
-    return execute(cfg["model"], cfg["method"], cfg["given"], folder, cfg.get("figures", True), quiet=quiet,
+    if ck is None and os.path.exists(os.path.join(folder, "manifest.json")):
+        status = rundir.read_status(folder)
+        raise UsageError(f"--resume: the run in {folder} has finished (status {status}) and has no checkpoint; "
+                         "nothing to continue (rerun it into another folder, or with --overwrite)")
+    rundir.clean_temporaries(folder)
+    quiet = "--quiet" in args
+    return execute(cfg["model"], cfg["method"], cfg["given"], folder, figures, quiet=quiet,
                    request={k: cfg[k] for k in ("model", "method", "given")}, resume=ck)
+
+
+def check_checkpoint(m, method, ck, where) -> None:
+    """Refuse a checkpoint that does not belong to model ``m`` and ``method`` (blocks, shapes,
+    recorded observables) or holds non-finite state, before anything in the run is rewritten."""
+    need = methods.get(method).checkpoint_keys
+    if any(k not in ck for k in need):
+        raise UsageError(f"--resume: {where} is incomplete (no {', '.join(k for k in need if k not in ck)}); "
+                         "remove it to start the run again")
+    import numpy as np
+
+    blocks = m.blocks(method)
+    for part in ("state", "finals"):
+        held = ck.get(part)
+        if held is None:
+            continue
+        if not isinstance(held, dict) or (held and set(held) != set(blocks)):
+            names = sorted(held) if isinstance(held, dict) else held
+            raise UsageError(f"--resume: {where} holds the {part} blocks {names}, but {m.name} {method} trains "
+                             f"{sorted(blocks)}: it is another run's checkpoint; remove it to start again")
+        for b, arr in held.items():
+            arr = np.asarray(arr)
+            shape = tuple(blocks[b].shape)
+            if arr.shape[-len(shape):] != shape if shape else False:
+                raise UsageError(f"--resume: {where} holds {part} block {b} of shape {arr.shape}, but this run's "
+                                 f"is {shape}: it is another run's checkpoint; remove it to start again")
+            if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+                raise UsageError(f"--resume: {where} holds non-finite values in {part} block {b}; it cannot be "
+                                 "continued (remove it to start the run again)")
+    records = ck.get("records")
+    if records is not None:
+        missing = sorted(set(m.observables(method)) - set(records))
+        if not isinstance(records, dict) or missing:
+            raise UsageError(f"--resume: {where} records no {', '.join(missing)}: it is another run's checkpoint; "
+                             "remove it to start again")
 
 
 def execute(model, method, given_values, out, figures, *, quiet=False, request=None, resume=None) -> int:
     """Run one simulation into the run directory ``out`` (already checked) and write its files."""
     m = build(model, method, **given_values)
-    required = methods.get(method).checkpoint_keys
-    if resume is not None and any(k not in resume for k in required):
-        raise UsageError(f"--resume: {out}/checkpoint.npz is incomplete (no {', '.join(required)}); remove "
-                         "it to start the run again")
-    os.makedirs(out, exist_ok=True)
-    rundir.write_json(os.path.join(out, "config.json"),
-                      dict(request or {}, figures=figures, resolved=jsonable(m.config)))
+    m.blocks(method)  # the model's own checks of the method (the flow's size, the stability limit) run
+    m.learning_rates(method)  # before the run directory exists
+    if resume is not None:
+        check_checkpoint(m, method, resume, f"{out}/checkpoint.npz")
+    else:
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+        rundir.write_json(os.path.join(out, "config.json"),
+                          dict(request or {}, figures=figures, resolved=jsonable(m.config)))
 
     def on_checkpoint(ck):
         rundir.save_checkpoint(out, ck)
@@ -169,7 +250,7 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
     try:
         with warnings.catch_warnings(record=True) as caught:  # into this run's manifest (written below)
             warnings.simplefilter("default")  # each warning once per place, not once per step
-            res = simulate(m, method, progress=progress_enabled(quiet), on_checkpoint=on_checkpoint, resume=resume)
+            res = simulate(m, method, progress=not quiet, on_checkpoint=on_checkpoint, resume=resume)
     except SimulationDiverged as err:
         res, code, message = err.result, EXIT_DIVERGED, str(err)
     except (KeyError, ValueError, IndexError) as exc:
@@ -181,10 +262,15 @@ def execute(model, method, given_values, out, figures, *, quiet=False, request=N
         recorded_warnings.extend(str(w.message) for w in caught)
     files = [os.path.basename(p) for p in res.save(out)]
     shown = []
-    if figures:
+    if figures and not (code and res.t.size == 0):  # a run diverged before its first snapshot draws nothing
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            shown = [os.path.basename(p) for p in m.figures(res, out)]
+            try:
+                shown = [os.path.basename(p) for p in m.figures(res, out)]
+            except (KeyError, ValueError, IndexError) as exc:
+                if not code:
+                    raise
+                print(f"note: no figures of the diverged run ({one_line(exc)})", file=sys.stderr)
         if not shown and res.t.size < 2:
             print("note: no figures: the run recorded a single snapshot")
     manifest = dict(model=m.describe(), method=method, seed=m.config["seed"], status=res.status,

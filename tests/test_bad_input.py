@@ -16,9 +16,11 @@ import pytest
 from dynamics.simulate import simulate_main
 from dynamics.crosscheck import main as crosscheck_main
 from dynamics.reproduce import main as reproduce_main
+from dynamics.models.li2024.analyze import main as analyze_main
 from dynamics.sweep import main as sweep_main
 
-MAINS = {"simulate": simulate_main, "crosscheck": crosscheck_main, "sweep": sweep_main, "reproduce": reproduce_main}
+MAINS = {"simulate": simulate_main, "crosscheck": crosscheck_main, "sweep": sweep_main, "reproduce": reproduce_main,
+         "analyze": analyze_main}
 SPEC_OK = 'model = "huang2024"\n[fixed]\nsteps = 10\n[sweep]\nK = [3]\n[outputs]\nfinal = ["gap"]\n'
 
 
@@ -149,6 +151,128 @@ CASES = [
     ("reproduce", ["stagewise", "--model", "huang2024"], "--model selects the targets of all"),
 ]
 
+NEEDS = "needs about"
+"""The memory refusal (dynamics.core.memory): 'P = V needs about X of memory (...); the limit is ...'."""
+SIZES = [
+    # sizes that cannot fit, refused from the parameters before anything is allocated (issue 19)
+    ("simulate", ["--model", "yang2024", "--H", "100000"], "H = 100000 " + NEEDS),
+    ("simulate", ["--model", "yang2024", "--K", "10000000"], "K = 10000000 " + NEEDS),
+    ("simulate", ["--model", "yang2024", "--method", "mc", "--batch", "1e10"], "batch = 10000000000 " + NEEDS),
+    ("simulate", ["--model", "yang2024", "--method", "mc", "--n-eval", "1e10"], "n_eval = 10000000000 " + NEEDS),
+    ("simulate", ["--model", "yang2024", "--method", "mc", "--replicas", "1e8"], NEEDS),
+    ("simulate", ["--model", "yang2024", "--check", "--H", "1e6"], "H = 1000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--M2", "100000"], "M2 = 100000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--check", "--M2", "100000"], "M2 = 100000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--mlp-width", "1e9"], "mlp_width = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--batch", "1e9"], "batch = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--l-test", "1e9"], "l_test = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--n-eval", "1e9"], "n_eval = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--replicas", "1e9"], "replicas = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--snapshots", "1e11"], "snapshots = 100000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024", "--train-set", "1e9"], "train_set = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024_cot", "--M", "100000"], "M = 100000 " + NEEDS),
+    ("simulate", ["--model", "li2024_cot", "--K", "100000"], "K = 100000 " + NEEDS),
+    ("simulate", ["--model", "li2024_cot", "--batch", "1e9"], "batch = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024_cot", "--l-test", "1e9"], "l_test = 1000000000 " + NEEDS),
+    ("simulate", ["--model", "li2024_cot", "--n-eval", "1e9"], "n_eval = 1000000000 " + NEEDS),
+    ("simulate", ["--method", "mc", "--d", "1000000"], "d = 1000000 " + NEEDS),
+    ("simulate", ["--method", "mc", "--batch", "1e11"], "batch = 100000000000 " + NEEDS),
+    ("simulate", ["--method", "mc", "--n-eval", "1e10"], "n_eval = 10000000000 " + NEEDS),
+    ("simulate", ["--method", "mc", "--snapshots", "1e9", "--replicas", "1000"], NEEDS),
+    ("simulate", ["--model", "li2024", "--max-memory", "1M"], "the limit is 1 MiB (--max-memory)"),
+    ("simulate", ["--max-memory", "abc"], "--max-memory must be a size"),
+    ("simulate", ["--max-memory", "0"], "--max-memory must be a size"),
+    ("simulate", ["--max-memory=-5G"], "--max-memory must be a size"),
+    ("simulate", ["--config", "{tmp}/li_big.toml"], "M2 = 100000 " + NEEDS),
+    ("simulate", ["--config", "{tmp}/yang_big.toml"], "H = 1000000 " + NEEDS),
+    ("sweep", ["{tmp}/s_yang_big.toml"], "H = 100000 " + NEEDS),
+    ("sweep", ["{tmp}/s_li_big.toml"], "n_eval = 10000000000 " + NEEDS),
+    ("sweep", ["{tmp}/s_mc_big.toml"], "replicas = 1000000000 " + NEEDS),
+    ("sweep", ["{tmp}/s_derived_big.toml"], NEEDS),
+    ("crosscheck", ["--batch", "1e12"], "batch = 1000000000000 " + NEEDS),
+    # integers beyond int64
+    ("simulate", ["--K", "1e30"], "K must be an integer >= 2 that fits in 64 bits"),
+    ("simulate", ["--seed", "99999999999999999999"], "seed must be an integer >= 0 that fits in 64 bits"),
+    ("simulate", ["--model", "li2024", "--steps", "1e19"], "steps must be an integer >= 0 that fits in 64 bits"),
+    ("simulate", ["--config", "{tmp}/steps_huge.toml"], "steps must be an integer >= 0 that fits in 64 bits"),
+    ("crosscheck", ["--K", "1e30"], "fits in 64 bits"),
+    ("sweep", ["{tmp}/s_int64.toml"], "fits in 64 bits"),
+]
+UNUSED = [
+    # options that would not be used: refused for every model, method and optimizer, in each form
+    ("simulate", ["--method", "mc", "--adam-beta1", "0.5"], "adam_beta1 is used only with optimizer = adam"),
+    ("simulate", ["--method", "gd", "--adam-beta2", "0.9"], "adam_beta2 is used only with optimizer = adam"),
+    ("simulate", ["--optimizer", "plain", "--adam-eps", "1e-6"], "adam_eps is used only with optimizer = adam"),
+    ("simulate", ["--model", "yang2024", "--method", "mc", "--adam-eps", "1e-6"], "adam_eps is used only with"),
+    ("simulate", ["--model", "yang2024", "--adam-beta1", "0.5"], "adam_beta1 is used only with optimizer = adam"),
+    ("simulate", ["--model", "li2024", "--adam-beta1", "0.5"], "adam_beta1 is used only with optimizer = adam"),
+    ("simulate", ["--model", "li2024_cot", "--adam-beta2", "0.5"], "adam_beta2 is used only with optimizer = adam"),
+    ("simulate", ["--model", "yang2024", "--method", "flow", "--adam-beta1", "0.5"], "used only by method gd or mc"),
+    ("simulate", ["--method", "flow", "--optimizer", "adam"], "optimizer is used only by method gd or mc"),
+    ("simulate", ["--model", "yang2024", "--method", "gd", "--flow-rtol", "1e-6"], "used only by method flow"),
+    ("simulate", ["--config", "{tmp}/adam.toml"], "adam_beta1 is used only with optimizer = adam"),
+    ("simulate", ["--config", "{tmp}/li_adam.toml"], "adam_eps is used only with optimizer = adam"),
+    ("sweep", ["{tmp}/s_adam.toml"], "adam_beta1 is used only with optimizer = adam"),
+    ("sweep", ["{tmp}/s_yang_adam.toml"], "adam_eps is used only with optimizer = adam"),
+    ("crosscheck", ["--adam-beta1", "0.5"], "adam_beta1 is used only with optimizer = adam"),
+]
+CAUSES = [
+    # errors that name the cause
+    ("sweep", ["{tmp}/s_li_obs.toml"], "'nonsense' is not an observable of li2024 with method mc"),
+    ("sweep", ["{tmp}/s_obs.toml"], "'nope' is not an observable of huang2024 with method gd"),
+    ("sweep", ["{tmp}/s_at_obs.toml"], "'nope' is not an observable of huang2024"),
+    ("sweep", ["{tmp}/s_li_gd.toml"], "does not support method 'gd'"),
+    ("sweep", ["{tmp}/ok.toml", "--workers", "1e19"], "workers must be an integer >= 1 and <="),
+    ("sweep", ["{tmp}/ok.toml", "--workers", "100000"], "workers must be an integer >= 1 and <="),
+    ("sweep", ["{tmp}/ok.toml", "--out", "/proc/sweep.nc"], "is not writable"),
+    ("simulate", ["--model", "yang2024", "--data", "{tmp}/strings.npz"], "array V_all must hold real numbers, got text"),
+    ("simulate", ["--model", "yang2024", "--data", "{tmp}/complex.npz"], "must hold real numbers, got complex"),
+    ("simulate", ["--model", "yang2024", "--data", "{tmp}/missing.npz"], "data must be an existing .npz file"),
+    ("simulate", ["--model", "yang2024", "--data", "{tmp}/broken.toml"], "data: cannot read"),
+    ("simulate", ["--model", "yang2024", "--data", "{tmp}/nozhat.npz"], "missing Zhat"),
+    ("simulate", ["--out", "/proc/icl-run"], "is not writable (/proc is on the kernel's proc filesystem)"),
+    ("simulate", ["--out", "/proc/icl-run", "--check"], "is not writable"),
+    ("simulate", ["--model", "li2024", "--out", "/sys/icl-run"], "is not writable"),
+    ("crosscheck", ["--out", "/proc/icl-cc"], "is not writable"),
+    ("reproduce", ["stagewise", "--out", "/proc/icl-rep"], "is not writable"),
+    ("reproduce", ["stagewise", "--workers", "1e19"], "workers must be an integer >= 1 and <="),
+    # rules and defaults that agree
+    ("simulate", ["--model", "li2024_cot", "--S1", "0"], "S1 must be a finite nonzero number"),
+    ("simulate", ["--model", "li2024_cot", "--condition1", "false", "--tau-f", "0.7"], "tau_f must be < 1/2"),
+    ("simulate", ["--model", "li2024", "--d-x", "3"], "d_x must be >= M1 + M2"),
+    ("simulate", ["--model", "li2024", "--mlp-width", "5"], "mlp_width must be even"),
+    ("simulate", ["--model", "yang2024", "--N", "300"], "N must be <= K"),
+    ("simulate", ["--model", "yang2024", "--H", "4", "--N", "3", "--K", "6", "--d", "4", "--m", "3", "--eta-Q", "1e3"],
+     "eta_Q = 1000 is beyond the stability limit"),
+    ("simulate", ["--model", "yang2024", "--method", "flow"], "the gradient flow integrates"),
+    ("simulate", ["--config", "{tmp}/method5.toml"], "method must be a string"),
+    ("simulate", ["--config", "{tmp}/model5.toml"], "model must be one of"),
+]
+RUNS = [
+    # data safety and resume
+    ("simulate", ["--steps", "100", "--out", "{tmp}/finished"], "already holds this run (status completed)"),
+    ("simulate", ["--steps", "100", "--out", "{tmp}/incomplete"], "interrupted with a checkpoint; continue it with"),
+    ("simulate", ["--resume", "{tmp}/truncated", "extra"], "takes no other options or arguments"),
+    ("simulate", ["--resume", "{tmp}/nomethod"], "has no method"),
+    ("simulate", ["--resume", "{tmp}/badgiven"], "has 'given' of type list"),
+    ("simulate", ["--resume", "{tmp}/finished"], "has finished (status completed)"),
+    ("simulate", ["--resume", "{tmp}/othermodel"], "it is another run's checkpoint"),
+    ("simulate", ["--resume", "{tmp}/nonfinite"], "non-finite values in state block Q"),
+    ("simulate", ["--resume", "{tmp}/unknownmodel"], "names no known model"),
+    ("simulate", ["--resume", "{tmp}/badfigures"], "figures = 'yes'"),
+    ("analyze", ["{tmp}/nothing"], "does not exist"),
+    ("analyze", ["{tmp}/foreign"], "has no config.json"),
+    ("analyze", ["{tmp}/truncated"], "run of model 'huang2024'"),
+    ("analyze", ["{tmp}/lirun"], "state.nc"),
+    ("analyze", ["{tmp}/lirun", "--rates", "2"], "rate"),
+    ("analyze", ["{tmp}/lirun", "--draws", "0"], "draws must be an integer >= 1"),
+    ("analyze", ["{tmp}/lirun", "--seed", "-1"], "seed must be an integer >= 0"),
+    ("analyze", ["{tmp}/lirun", "--n", "abc"], "n must be an integer"),
+    ("analyze", ["{tmp}/libadgiven"], "has 'given' of type list"),
+    ("analyze", ["{tmp}/lirun", "--frobnicate"], "--frobnicate"),
+]
+CASES += SIZES + UNUSED + CAUSES + RUNS
+
 
 def _setup(tmp):
     """The files and folders the cases refer to; returns the set of paths that exist before."""
@@ -172,6 +296,7 @@ def _setup(tmp):
     for name, text in specs.items():
         (tmp / f"{name}.toml").write_text(text)
     cfg = '{"model": "huang2024", "method": "gd", "given": {"steps": 100}}'
+    _setup_issue19(tmp)
     for name, body in {"truncated": b"PK\x03\x04 truncated", "incomplete": None, "pickled": b"\x80\x04\x95 pickle"}.items():
         d = tmp / name
         d.mkdir()
@@ -183,6 +308,58 @@ def _setup(tmp):
         else:
             (d / "checkpoint.npz").write_bytes(body)
     return {p: p.stat().st_mtime_ns for p in tmp.rglob("*")}
+
+
+def _setup_issue19(tmp):
+    """Fixtures of the issue-19 rows: configs, specs, data files and run directories."""
+    import json
+
+    import numpy as np
+
+    from dynamics.core import rundir
+
+    texts = {"li_big.toml": 'model = "li2024"\nM2 = 100000\n', "yang_big.toml": 'model = "yang2024"\nH = 1e6\n',
+             "steps_huge.toml": "steps = 1e30\n", "adam.toml": 'method = "mc"\nadam_beta1 = 0.5\n',
+             "li_adam.toml": 'model = "li2024"\nadam_eps = 1e-6\n', "method5.toml": "method = 5\n",
+             "model5.toml": "model = 5\n"}
+    li = 'model = "li2024"\n[fixed]\nsteps = 2\n[sweep]\n'
+    specs = {"s_yang_big": 'model = "yang2024"\n[fixed]\nsteps = 2\n[sweep]\nH = [100000]\n[outputs]\nfinal = ["L"]\n',
+             "s_li_big": li + "n_eval = [1e10]\n[outputs]\nreferences = true\n",
+             "s_mc_big": spec(fixed='method = "mc"\nsteps = 10', sweep="replicas = [1e9]", outputs="references = true"),
+             "s_derived_big": spec(fixed='method = "mc"\nsteps = 10', derived='batch = "K**12"', sweep="K = [20]",
+                                   outputs="references = true"),
+             "s_int64": spec(fixed="steps = 1e30"),
+             "s_adam": spec(fixed='method = "mc"\nsteps = 10', sweep="adam_beta1 = [0.5]", outputs="references = true"),
+             "s_yang_adam": 'model = "yang2024"\n[fixed]\nsteps = 2\noptimizer = "plain"\n[sweep]\nadam_eps = [1e-6, 1e-7]'
+                            '\n[outputs]\nreferences = true\n',
+             "s_li_obs": li + 'seed = [0]\n[outputs]\nfinal = ["nonsense"]\n',
+             "s_obs": spec(outputs='final = ["nope"]'),
+             "s_at_obs": spec(outputs='at = {t = [5], observables = ["nope"]}'),
+             "s_li_gd": li.replace("steps = 2", 'steps = 2\nmethod = "gd"') + "seed = [0]\n[outputs]\nreferences = true\n"}
+    for name, text in texts.items():
+        (tmp / name).write_text(text)
+    for name, text in specs.items():
+        (tmp / f"{name}.toml").write_text(text)
+    np.savez(tmp / "strings.npz", V_all=np.array([["a", "b"], ["c", "d"]]), Zhat=np.ones((2, 2)))
+    np.savez(tmp / "complex.npz", V_all=np.eye(3) + 1j, Zhat=np.ones((2, 3)))
+    np.savez(tmp / "nozhat.npz", V_all=np.eye(3))
+    configs = {"nomethod": {"model": "huang2024", "given": {}}, "badgiven": {"model": "huang2024", "method": "gd",
+               "given": [1, 2]}, "unknownmodel": {"model": "nope", "method": "gd", "given": {}},
+               "badfigures": {"model": "huang2024", "method": "gd", "given": {}, "figures": "yes"},
+               "finished": {"model": "huang2024", "method": "gd", "given": {"steps": 100}},
+               "othermodel": {"model": "li2024", "method": "mc", "given": {"steps": 20, "checkpoint_every": 5}},
+               "nonfinite": {"model": "huang2024", "method": "mc", "given": {"steps": 20, "checkpoint_every": 5}},
+               "lirun": {"model": "li2024", "method": "mc", "given": {}},
+               "libadgiven": {"model": "li2024", "method": "mc", "given": [1]}}
+    for name, cfg in configs.items():
+        (tmp / name).mkdir()
+        (tmp / name / "config.json").write_text(json.dumps(cfg))
+    (tmp / "finished" / "results.nc").write_bytes(b"")
+    (tmp / "finished" / "manifest.json").write_text('{"status": "completed"}')
+    ck = dict(records={"A": np.zeros((3, 2))}, replica=0, finals={}, step=5, pos=1, acc=0.0, nacc=0,
+              state={"Q": np.zeros((10, 10))})
+    rundir.save_checkpoint(str(tmp / "othermodel"), ck)
+    rundir.save_checkpoint(str(tmp / "nonfinite"), dict(ck, state={"Q": np.full((10, 10), np.nan)}))
 
 
 @pytest.mark.parametrize("command, args, needle", CASES, ids=[f"{c}-{i}" for i, (c, _, _) in enumerate(CASES)])
@@ -224,3 +401,47 @@ def test_closed_pipe_is_silent(tmp_path):
     r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr, r.stderr
     assert os.path.exists(tmp_path / "run" / "results.nc")
+
+
+_CHILD = r"""
+import contextlib, io, json, os, resource, sys, tempfile, time
+resource.setrlimit(resource.RLIMIT_AS, (CAP, CAP))
+sys.path.insert(0, ROOT)
+from tests.test_bad_input import MAINS, SIZES
+out = []
+for command, args, needle in SIZES:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)
+        from pathlib import Path
+        from tests.test_bad_input import _setup
+        _setup(Path(tmp))
+        argv = [a.replace("{tmp}", tmp) for a in args]
+        if command in ("simulate", "crosscheck") and "--out" not in args:
+            argv += ["--out", os.path.join(tmp, "run")]
+        err = io.StringIO()
+        t0 = time.perf_counter()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = MAINS[command](argv)
+        out.append([command, args, code, err.getvalue().strip().splitlines(), time.perf_counter() - t0,
+                    os.path.exists(os.path.join(tmp, "run"))])
+        os.chdir("/")
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_sizes_are_refused_under_a_memory_cap(tmp_path):
+    """The size rows again in one child process whose address space is capped at 4 GiB: an attempted
+    allocation would fail the row (MemoryError, not the one-line refusal) instead of the machine."""
+    import json
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = _CHILD.replace("CAP", str(4 * 2**30)).replace("ROOT", repr(root))
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=root, ICL_DYNAMICS_MAX_MEMORY="2G"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(rows) == len(SIZES)
+    for (command, args, code_, err, wall, wrote), (_, _, needle) in zip(rows, SIZES):
+        assert code_ == 2 and len(err) == 1 and wall < 10 and not wrote, (command, args, code_, err, wall)
+        assert needle.replace("{tmp}", "") in err[0] or "{tmp}" in needle, (args, err)

@@ -37,6 +37,11 @@ def _cases():
             yield pytest.param(name, p, method, id=f"{name}-{p.name}")
 
 
+def _conditions(p: Param) -> dict:
+    """The values of other parameters under which ``p`` is used (``Param.when``)."""
+    return {other: allowed[0] for other, allowed in p.when}
+
+
 CASES = list(_cases())
 
 
@@ -52,6 +57,8 @@ def _small(model, p, method):
 @pytest.mark.parametrize("model, p, method", CASES)
 def test_command_line(model, p, method, tmp_path, capsys):
     base = ["--model", model, "--method", method, "--out", str(tmp_path / "run"), "--check"]
+    for other, value in _conditions(p).items():
+        base += ["--" + other.replace("_", "-"), _text(value)]
     for k, v in _small(model, p, method).items():
         base += [models.get(model).params[k].flag(), _text(v)]
     if p.default is not None:
@@ -69,8 +76,8 @@ def test_command_line(model, p, method, tmp_path, capsys):
 def test_toml_config(model, p, method, tmp_path, capsys):
     def run(value):
         cfg = tmp_path / "c.toml"
-        small = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _small(model, p, method).items())
-        cfg.write_text(f'model = "{model}"\nmethod = "{method}"\n{small}{p.name} = {json.dumps(value)}\n')
+        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {**_conditions(p), **_small(model, p, method)}.items())
+        cfg.write_text(f'model = "{model}"\nmethod = "{method}"\n{extra}{p.name} = {json.dumps(value)}\n')
         return simulate_main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--check"])
 
     if p.default is not None:
@@ -90,8 +97,8 @@ def test_sweep_spec(model, p, method, tmp_path, capsys):
 
     def run(value):
         spec = tmp_path / "s.toml"
-        small = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _small(model, p, method).items())
-        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n{small}[sweep]\n{p.name} = '
+        extra = "".join(f"{k} = {json.dumps(v)}\n" for k, v in {**_conditions(p), **_small(model, p, method)}.items())
+        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n{extra}[sweep]\n{p.name} = '
                         f'[{json.dumps(value)}]\n[outputs]\nreferences = true\n')
         return sweep_main([str(spec), "--check", "--quiet"])
 

@@ -31,6 +31,8 @@ RUN_PARAMS = (
     Param("figures", "bool", True, "write the model's PNG figures"),
 )
 """Options of a run that are not parameters of the model (also accepted in a TOML config)."""
+MAX_WORKERS = max(8, 4 * (os.cpu_count() or 1))
+"""The most local Dask workers ``--workers`` starts (sweep, reproduce): four per core of this machine."""
 EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_PIPE = 2, 1, 130, 141
 
 

@@ -22,7 +22,9 @@ worked example to copy; ``docs/ARCHITECTURE.md`` walks through it rule by rule):
     documented default.  Flags, TOML keys, sweep keys, validation and the manifest all come
     from this declaration.  Rules between parameters go in :meth:`Model.check`, which raises
     :class:`~dynamics.core.params.ParamError` naming the parameter; an option that was given
-    but would not be used is refused there too.
+    but would not be used is refused there too (or declared with ``Param(..., methods=...,
+    when=...)``).  :meth:`Model.memory_estimate` estimates the bytes of the largest arrays from
+    the parameters, so that a size that cannot fit is refused before anything is allocated.
 4.  List the supported methods in ``methods`` (a subset of ``("gd", "flow", "mc")``); a method
     not listed is refused with a one-line error.
 5.  The state is a dict of named numpy arrays, the *blocks* (Huang: the reduced coordinates
@@ -67,20 +69,28 @@ from dynamics.core.params import ParamError, ParamSet
 
 class Block(NamedTuple):
     """A block of the state: its ``shape``, the paper's ``symbol`` and the name of the step-size
-    parameter ``lr`` that moves it (``eta``, ``eta_Q``, ...), or None for a block that is fixed."""
+    parameter ``lr`` that moves it (``eta``, ``eta_Q``, ...), or None for a block that is fixed;
+    ``dims`` names its axes in ``state.nc`` (labels from :meth:`Model.dim_labels`; default
+    ``<block>_row``, ``<block>_col`` for a matrix, ``<block>_index`` for a vector, ``<block>_axis<i>``
+    beyond)."""
 
     shape: tuple
     symbol: str
     lr: str | None
+    dims: tuple | None = None
 
 
 class Observable(NamedTuple):
     """A recordable quantity: named ``dims`` (besides time and replica), the paper's ``symbol``
-    and a one-sentence ``doc``."""
+    and a one-sentence ``doc``; ``units`` (CF ``units``: ``"1"`` for the papers' dimensionless
+    losses, weights and probabilities) and ``equation`` (where in the paper it is defined, e.g.
+    ``"eq. (3)"``) go into the netCDF attributes with ``long_name = doc``."""
 
     dims: tuple
     symbol: str
     doc: str
+    units: str = "1"
+    equation: str = ""
 
 
 class SweepOutput(NamedTuple):
@@ -149,17 +159,30 @@ class Model(abc.ABC):
         values, names = cls.params.resolve(*layers, origin=origin)
         if method is not None:
             cls.supports(method)
-            for name in sorted(names):
-                used_by = cls.params[name].methods
-                if used_by and method not in used_by:
-                    raise ParamError(name, f"{name} is used only by method {' or '.join(used_by)}, not by "
-                                           f"method {method}")
+        for name in sorted(names):
+            why = cls.params[name].unused_because(values, method)
+            if why:
+                raise ParamError(name, why)
+        if method is not None:  # sizes first: a rule between parameters may itself build large arrays
+            from dynamics.core.memory import check_memory
+
+            check_memory(cls, values, method)
         cls.check(values, names)
         return values, names
 
     @classmethod
     def check(cls, values: dict, given: set) -> None:
         """Rules between parameters (rule 3); raise :class:`ParamError`.  Default: none."""
+
+    @classmethod
+    def memory_estimate(cls, values: dict, method: str) -> dict:
+        """The bytes of the largest arrays ``method`` would allocate with the resolved ``values``,
+        estimated from the parameters alone (nothing is built): ``{parameter: (bytes, what)}``, each
+        entry charged to the parameter that drives it and ``what`` naming the arrays in words
+        (helpers: :func:`dynamics.core.memory.add`, :func:`~dynamics.core.memory.driver`,
+        :func:`~dynamics.core.memory.records`).  :meth:`resolve` refuses a configuration whose
+        total exceeds the limit (:mod:`dynamics.core.memory`).  Default: no estimate."""
+        return {}
 
     @classmethod
     def supports(cls, method: str) -> None:

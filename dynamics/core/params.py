@@ -27,6 +27,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+INT_MAX = 2**63 - 1
+"""Largest integer a parameter may take: numpy's int64, which every array index and count uses."""
 KINDS = ("int", "float", "bool", "str", "path", "floats", "ints")
 _TRUE = ("true", "yes", "on", "1")
 _FALSE = ("false", "no", "off", "0")
@@ -73,6 +75,11 @@ class Param:
         ``check(value) -> str | None``: a further rule; returns the rule text when broken.
     methods : tuple of str
         The methods that use it (empty: every method).  Given for another method, it is refused.
+    when : tuple of (str, tuple)
+        Further conditions of use, ``((other, allowed values), ...)``: the parameter is used only
+        when every ``other`` parameter resolves to one of its allowed values (Adam's ``adam_*``
+        only with ``optimizer = adam``).  Given otherwise, it is refused
+        (:meth:`unused_because`), in flags, TOML and sweep specs alike.
     finite : bool
         Floats must be finite (default True).
     length : int, optional
@@ -90,6 +97,7 @@ class Param:
     choices: tuple = ()
     check: Callable | None = field(default=None, compare=False)
     methods: tuple = ()
+    when: tuple = ()
     finite: bool = True
     length: int | None = None
 
@@ -113,6 +121,17 @@ class Param:
         if self.kind in ("floats", "ints") and bounds:
             noun += " each"
         return noun + (" " + " and ".join(bounds) if bounds else "")
+
+    def unused_because(self, values: dict, method: str | None = None) -> str | None:
+        """Why this parameter would not be used with the resolved ``values`` and ``method``, as
+        the one-line message of its refusal; None when it is used."""
+        if method is not None and self.methods and method not in self.methods:
+            return f"{self.name} is used only by method {' or '.join(self.methods)}, not by method {method}"
+        for other, allowed in self.when:
+            if other in values and values[other] not in allowed:
+                shown = " or ".join(f"{other} = {_plain(a)}" for a in allowed)
+                return f"{self.name} is used only with {shown} (got {other} = {_plain(values[other])})"
+        return None
 
     def fail(self, value, rule: str | None = None) -> ParamError:
         return ParamError(self.name, f"{self.name} must be {rule or self.rule()}, got {show(value)}")
@@ -172,10 +191,11 @@ class Param:
         if not isinstance(value, numbers.Real):
             raise bad
         if kind == "int":
-            if isinstance(value, numbers.Integral):
-                return int(value)
-            if not math.isfinite(value) or value != math.floor(value) or abs(value) > 2**63:
+            if not isinstance(value, numbers.Integral) and (not math.isfinite(value) or value != math.floor(value)):
                 raise bad
+            if abs(value) > INT_MAX:
+                raise self.fail(value if whole is None else whole, f"{self.rule()} that fits in 64 bits "
+                                f"(|value| <= 2^63 - 1)")
             return int(value)
         v = float(value)
         if self.finite and not math.isfinite(v):

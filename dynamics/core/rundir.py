@@ -32,7 +32,37 @@ def check_writable_dir(path: str, what: str = "--out") -> str:
         raise UsageError(f"{what} {path} lies under {parent}, which is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path} is not writable (no permission in {parent})")
+    fs = _filesystem(parent)
+    if fs in PSEUDO_FILESYSTEMS:
+        raise UsageError(f"{what} {path} is not writable ({parent} is on the kernel's {fs} filesystem)")
+    try:
+        if os.statvfs(parent).f_flag & os.ST_RDONLY:
+            raise UsageError(f"{what} {path} is not writable ({parent} is on a read-only filesystem)")
+    except (OSError, AttributeError):
+        pass
     return path
+
+
+PSEUDO_FILESYSTEMS = ("proc", "sysfs", "cgroup", "cgroup2", "debugfs", "securityfs", "configfs", "devpts",
+                      "tracefs", "pstore", "bpf")
+"""Filesystems of the kernel where a user's files cannot be written (even root's access() says yes)."""
+
+
+def _filesystem(path: str) -> str:
+    """The type of the filesystem mounted at the longest prefix of ``path`` (``/proc/mounts``)."""
+    best, kind = "", ""
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) < 3:
+                    continue
+                mount = parts[1].replace("\\040", " ")
+                if (path == mount or path.startswith(mount.rstrip("/") + "/")) and len(mount) > len(best):
+                    best, kind = mount, parts[2]
+    except OSError:
+        return ""
+    return kind
 
 
 def check_writable_file(path: str, what: str = "--out") -> str:
@@ -73,12 +103,23 @@ def read_config(folder: str) -> dict | None:
     return cfg
 
 
+def read_status(folder: str) -> str:
+    """The ``status`` a finished run's ``manifest.json`` records (``unknown`` if unreadable)."""
+    try:
+        with open(os.path.join(folder, "manifest.json")) as fh:
+            status = json.load(fh).get("status", "unknown")
+    except (OSError, ValueError, AttributeError):
+        return "unknown"
+    return status if isinstance(status, str) else "unknown"
+
+
 def prepare(folder: str, request: dict, overwrite: bool = False) -> str:
     """Check ``folder`` for the run ``request`` (``{model, method, given}``) before computing.
 
-    A missing or empty folder is fine; so is the folder of the same request (its files are
-    ours and are rewritten with the same numbers).  Any other non-empty folder is refused,
-    unless ``overwrite``: then the files this project writes there are removed (never others).
+    A missing or empty folder is fine; so is the folder of the same request killed before it
+    wrote any result (only its ``config.json``).  The same request's finished or checkpointed
+    run, and any other non-empty folder, are refused unless ``overwrite``: then the files this
+    project writes there are removed (never others).
     """
     folder = check_writable_dir(folder)
     if not os.path.isdir(folder) or not os.listdir(folder):
@@ -86,8 +127,14 @@ def prepare(folder: str, request: dict, overwrite: bool = False) -> str:
     clean_temporaries(folder)
     old = read_config(folder) if os.path.exists(os.path.join(folder, "config.json")) else None
     same = old is not None and all(old.get(k) == request.get(k) for k in ("model", "method", "given"))
-    if same:
-        return folder
+    if same and not overwrite:
+        if os.path.exists(os.path.join(folder, "checkpoint.npz")):
+            raise UsageError(f"--out {folder} holds this run, interrupted with a checkpoint; continue it with "
+                             f"--resume {folder}, or add --overwrite to start again")
+        if any(os.path.exists(os.path.join(folder, n)) for n in ("results.nc", "state.nc", "manifest.json")):
+            raise UsageError(f"--out {folder} already holds this run (status {read_status(folder)}); nothing is "
+                             "overwritten unasked: add --overwrite to compute it again")
+        return folder  # only the config.json of a run killed before it wrote anything
     if not overwrite:
         why = "holds another run" if old is not None else "is not empty"
         raise UsageError(f"--out {folder} {why}; choose another folder or add --overwrite")
@@ -121,7 +168,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict):
+        if isinstance(v, dict) and not v:
+            out["e:" + key] = np.array(0)  # an empty dict (no replica finished yet) is kept, not dropped
+        elif isinstance(v, dict):
             out.update(_flatten(v, key + "__"))
         elif isinstance(v, str):
             out["s:" + key] = np.array(v)
@@ -134,7 +183,9 @@ def _unflatten(z) -> dict:
     out: dict = {}
     for key in z.files:
         val = z[key]
-        if key.startswith("s:"):
+        if key.startswith("e:"):
+            key, val = key[2:], {}
+        elif key.startswith("s:"):
             key, val = key[2:], str(val)
         elif val.ndim == 0:
             val = val.item()
@@ -142,7 +193,10 @@ def _unflatten(z) -> dict:
         node = out
         for p in parts[:-1]:
             node = node.setdefault(p, {})
-        node[parts[-1]] = val
+        if isinstance(val, dict):
+            node.setdefault(parts[-1], {})
+        else:
+            node[parts[-1]] = val
     return out
 
 

@@ -73,20 +73,40 @@ class Recorder:
             obs = self.observables.get(base)
             dims = tuple(obs.dims) if obs is not None else tuple(f"{name}_dim{i}" for i in range(arr.ndim - len(lead)))
             sl = arr[:, :n] if self.replicas is not None else arr[:n]
-            va = {}
+            va = {"long_name": name, "units": "1"}
             if obs is not None:
-                va = {"symbol": obs.symbol, "description": obs.doc}
+                va = cf_attrs(obs.doc, obs.symbol, getattr(obs, "units", "1"), getattr(obs, "equation", ""))
                 if name.endswith("_se"):
-                    va = {"symbol": f"SE({obs.symbol})", "description": f"standard error of {base}"}
+                    va = cf_attrs(f"standard error of {base} ({obs.doc})", f"SE({obs.symbol})",
+                                  getattr(obs, "units", "1"), getattr(obs, "equation", ""))
             data[name] = xr.Variable(lead + dims, sl, attrs=va)
-        coords = {"t": ("t", t[:n], {"description": "time in GD iterations (flow: tau / eta)"})}
+        coords = {"t": ("t", t[:n], TIME_ATTRS)}
         if self.replicas is not None:
-            coords["replica"] = ("replica", np.arange(self.replicas))
+            coords["replica"] = ("replica", np.arange(self.replicas), REPLICA_ATTRS)
         used = {d for v in data.values() for d in v.dims}
         for dim, labels in self.coords.items():
             if dim in used:
-                coords[dim] = (dim, np.asarray(labels))
+                coords[dim] = (dim, np.asarray(labels), label_attrs(dim))
         return xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+
+
+TIME_ATTRS = {"long_name": "time in gradient-descent iterations (flow: tau / eta)", "units": "1",
+              "symbol": "t", "description": "time in GD iterations (flow: tau / eta)"}
+REPLICA_ATTRS = {"long_name": "Monte Carlo replica (independent training, its own seed stream)", "units": "1"}
+
+
+def cf_attrs(doc: str, symbol: str = "", units: str = "1", equation: str = "") -> dict:
+    """The attributes of a variable: CF ``long_name`` and ``units``, the paper's ``symbol``, the
+    ``equation`` it comes from (when known) and the ``description`` (the same sentence)."""
+    out = {"long_name": doc, "units": units or "1", "symbol": symbol, "description": doc}
+    if equation:
+        out["equation"] = equation
+    return out
+
+
+def label_attrs(dim: str) -> dict:
+    """Attributes of a model dimension's label coordinate."""
+    return {"long_name": f"label of {dim.replace('_', ' ')}", "units": "1"}
 
 
 def dataset_bytes(ds: xr.Dataset) -> bytes:
@@ -110,16 +130,56 @@ def write_dataset(path: str, ds: xr.Dataset) -> None:
     atomic_write_bytes(path, dataset_bytes(ds))
 
 
-def state_dataset(state: dict, blocks: dict | None = None, attrs: dict | None = None, replicas: bool = False):
-    """The blocks of a state as a Dataset (dimensions ``<block>_0``, ``<block>_1``, ...)."""
-    data = {}
+def block_dims(name: str, ndim: int, block=None) -> tuple:
+    """The named axes of state block ``name`` (its ``Block.dims``, else ``<name>_row``/``_col``)."""
+    dims = getattr(block, "dims", None)
+    if dims is not None and len(dims) == ndim:
+        return tuple(dims)
+    if ndim == 1:
+        return (f"{name}_index",)
+    if ndim == 2:
+        return (f"{name}_row", f"{name}_col")
+    return tuple(f"{name}_axis{i}" for i in range(ndim))
+
+
+def state_dataset(state: dict, blocks: dict | None = None, attrs: dict | None = None, replicas: bool = False,
+                  labels: dict | None = None):
+    """The blocks of a state as a Dataset with named axes (:func:`block_dims`), each block with its
+    paper symbol as ``long_name``; ``labels``: coordinates of the named axes (``Model.dim_labels``)."""
+    data, coords = {}, {}
     for name, arr in state.items():
         arr = np.asarray(arr, dtype=np.float64)
         lead = ("replica",) if replicas else ()
-        dims = lead + tuple(f"{name}_{i}" for i in range(arr.ndim - len(lead)))
-        va = {"symbol": blocks[name].symbol} if blocks and name in blocks else {}
+        blk = blocks.get(name) if blocks else None
+        dims = lead + block_dims(name, arr.ndim - len(lead), blk)
+        symbol = blk.symbol if blk is not None else name
+        va = {"long_name": f"state block {name}: {symbol}", "units": "1", "symbol": symbol,
+              "moved_by": (blk.lr or "fixed") if blk is not None else ""}
         data[name] = xr.Variable(dims, arr, attrs=va)
-    return xr.Dataset(data, attrs=dict(attrs or {}))
+        for d, size in zip(dims, arr.shape):
+            lab = (labels or {}).get(d)
+            if lab is not None and len(lab) == size and d not in coords:
+                coords[d] = (d, np.asarray(lab), label_attrs(d))
+    if replicas and data:
+        coords["replica"] = ("replica", np.arange(next(iter(data.values())).shape[0]), REPLICA_ATTRS)
+    return xr.Dataset(data, coords=coords, attrs=dict(attrs or {}))
+
+
+def load_state(run_dir: str) -> dict:
+    """The final state ``{block: array}`` a run directory's ``state.nc`` holds: the state a run can
+    be continued from, e.g. ``simulate(model, method, init=load_state(run))`` (exact methods; a
+    Monte Carlo state has a leading replica axis: pass ``init={b: a[r] for b, a in ...}`` of one
+    replica ``r``).  Raises ``ValueError`` naming the file when it is missing or not a state."""
+    import os
+
+    path = os.path.join(run_dir, "state.nc")
+    if not os.path.isfile(path):
+        raise ValueError(f"run_dir: {path} does not exist (not a finished run directory)")
+    try:
+        with xr.open_dataset(path, engine="scipy") as ds:
+            return {name: np.array(v.values, dtype=np.float64) for name, v in ds.data_vars.items()}
+    except (OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"run_dir: {path} is not a readable state file ({exc})") from None
 
 
 @dataclass
@@ -169,5 +229,5 @@ class Result:
         write_dataset(res, self.ds)
         blocks = self.model.blocks(self.method)
         write_dataset(st, state_dataset(self.state, blocks, {"model": self.model.name, "method": self.method},
-                                        replicas="replica" in self.ds.dims))
+                                        replicas="replica" in self.ds.dims, labels=self.model.dim_labels()))
         return [res, st]

@@ -98,8 +98,13 @@ def run_mc(model, *, steps, save_at, recorder, seed=0, replicas=1, batch=256, tr
                 opt.restore(resume["optimizer"])
             step, pos, acc, nacc = int(resume["step"]), int(resume["pos"]), float(resume["acc"]), int(resume["nacc"])
         def diverged(why):
+            # the snapshots recorded so far (all of them for the replicas before r) and the state of every
+            # replica: the finished ones' finals, then replica r's state where it stopped
+            done = save_at.size if r > 0 else pos
+            states = {b: np.stack(finals.get(b, []) + [np.array(a)]) for b, a in state.items()}
             return SimulationDiverged(f"Monte Carlo training diverged at step {step} of replica {r}: {why}; "
-                                      f"{model.divergence_hint('mc')}", (r, step, save_at[:pos].astype(float), {}))
+                                      f"{model.divergence_hint('mc')}",
+                                      (r, step, save_at[:done].astype(float), {"state": states}))
 
         while True:
             try:

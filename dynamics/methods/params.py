@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dynamics.core.params import Param, ParamSet, positive_float, positive_int
 
+ADAM = (("optimizer", ("adam",)),)
+"""The condition of use of Adam's parameters (:attr:`Param.when`)."""
 DECADES = [10.0 ** -j for j in range(1, 13)]
 
 STEPS = Param("steps", "int", 10_000, "number of iterations t, the horizon in GD steps (flow: t = tau / eta)", low=0)
@@ -21,10 +23,11 @@ CHECKPOINT_EVERY = positive_int("checkpoint_every", None, "write checkpoint.npz 
 OPTIMIZER = Param("optimizer", "str", "plain", "plain: step = -lr x gradient (GD, or SGD for mc); adam: Adam "
                   "(Kingma & Ba) on the same gradients", choices=("plain", "adam"), methods=("gd", "mc"))
 ADAM_BETA1 = Param("adam_beta1", "float", 0.9, "Adam's first-moment decay beta_1", low=0.0, high=1.0,
-                   high_open=True, methods=("gd", "mc"))
+                   high_open=True, methods=("gd", "mc"), when=ADAM)
 ADAM_BETA2 = Param("adam_beta2", "float", 0.999, "Adam's second-moment decay beta_2", low=0.0, high=1.0,
-                   high_open=True, methods=("gd", "mc"))
-ADAM_EPS = positive_float("adam_eps", 1e-8, "Adam's denominator offset epsilon", methods=("gd", "mc"))
+                   high_open=True, methods=("gd", "mc"), when=ADAM)
+ADAM_EPS = positive_float("adam_eps", 1e-8, "Adam's denominator offset epsilon", methods=("gd", "mc"),
+                          when=ADAM)
 FLOW_RTOL = positive_float("flow_rtol", 1e-8, "relative tolerance of the gradient-flow integrator",
                            methods=("flow",))
 FLOW_ATOL = positive_float("flow_atol", 1e-12, "absolute tolerance of the gradient-flow integrator",

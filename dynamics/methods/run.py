@@ -20,7 +20,7 @@ from dynamics.core.errors import SimulationDiverged
 from dynamics.core.params import ParamError
 from dynamics.core.progress import progress as make_progress
 from dynamics.core.rng import model_rng
-from dynamics.core.trajectory import Recorder, Result, snapshot_steps
+from dynamics.core.trajectory import Recorder, Result, cf_attrs, snapshot_steps
 from dynamics.methods import get as get_method
 
 
@@ -95,6 +95,7 @@ def run(model, method=None, *, init=None, save_at=None, progress=False, on_check
                            on_checkpoint=on_checkpoint, resume=resume)
     except SimulationDiverged as err:
         _, step, times, extra = err.result
+        state = extra.pop("state", state)  # Monte Carlo: every replica's state where it stopped
         res = _result(m, method, recorder, times, state, "diverged", str(err), extra, t0)
         raise SimulationDiverged(str(err), res) from None
     return _result(m, method, recorder, out.times, out.state, out.status, out.message, out.extra, t0)
@@ -125,14 +126,15 @@ def _result(m, method, recorder, times, state, status, message, extra, t0) -> Re
              "config": json.dumps(m.config, default=str, sort_keys=True)}
     ds = recorder.dataset(n=times.size, times=times, attrs=attrs)
     for name, (arr, dims, symbol, doc) in m.references().items():
-        ds[name] = (dims, np.asarray(arr, dtype=np.float64), {"symbol": symbol, "description": doc})
+        ds[name] = (dims, np.asarray(arr, dtype=np.float64), cf_attrs(doc, symbol))
     first = extra.get("first_below")
     if first is not None:
         gap = m.observables(method).get("gap")
         dims = (tuple(gap.dims) if gap is not None and len(gap.dims) == 1 else ("part",)) + ("level",)
         ds["first_below"] = (dims, np.asarray(first, dtype=np.float64),
-                             {"description": "first iteration with gap <= level (exact; NaN: not reached)"})
-        ds = ds.assign_coords(level=("level", np.asarray(extra["levels"], dtype=np.float64)))
+                             cf_attrs("first iteration with gap <= level (exact; NaN: not reached)", "T(eps)"))
+        ds = ds.assign_coords(level=("level", np.asarray(extra["levels"], dtype=np.float64),
+                                     cf_attrs("gap level eps whose first crossing is located", "eps")))
     cls = m.result_type or Result
     return cls(ds=ds, state=state, model=m, method=method, status=status, message=message,
                wall_s=time.perf_counter() - t0, extra=extra)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 
+from dynamics.core.cli import MAX_WORKERS
 from dynamics.sweep.grid import Grid, build_grid
 from dynamics.sweep.runner import CRASH_ENV, CRASH_WAIT_ENV, SweepReport, run_point, run_sweep
 from dynamics.core.contract import SweepOutput
@@ -47,10 +48,19 @@ def _main(argv):
     from dynamics.core.params import Param
     from dynamics.core.progress import enabled
 
-    ap = ArgParser(prog="python -m dynamics.sweep", description=__doc__.split("\n\n")[0])
+    import argparse
+
+    from dynamics.sweep import spec as spec_module
+
+    fmt = spec_module.__doc__.split("\n\n", 1)[1]
+    ap = ArgParser(prog="python -m dynamics.sweep", description=__doc__.split("\n\n")[0],
+                   formatter_class=argparse.RawDescriptionHelpFormatter,
+                   epilog="The spec format (TOML):\n\n" + fmt + "\nExit status: 0 every point done, 1 some points "
+                          "failed (their errors are printed and kept in the dataset), 2 bad input, 130 Ctrl-C.")
     ap.add_argument("spec", help="sweep spec (TOML)")
     ap.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
-    ap.add_argument("--workers", help="local worker processes, one thread each (default: all cores)")
+    ap.add_argument("--workers", help=f"local worker processes, one thread each (default: all cores; at most "
+                    f"{MAX_WORKERS}, four per core of this machine)")
     ap.add_argument("--out", help="dataset file (default: SPEC with suffix .nc)")
     ap.add_argument("--threads", action="store_true", help="local workers as threads of this process")
     ap.add_argument("--retries", help="times a point may lose its worker before it fails (default 3)")
@@ -58,7 +68,8 @@ def _main(argv):
     ap.add_argument("--check", action="store_true", help="check the spec and every point's parameters, print the "
                     "grid size and exit (nothing runs)")
     args = ap.parse_args(argv)
-    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1).coerce(args.workers)
+    workers = None if args.workers is None else Param("workers", "int", 1, "", low=1,
+                                                      high=MAX_WORKERS).coerce(args.workers)
     retries = None if args.retries is None else Param("retries", "int", 0, "", low=0).coerce(args.retries)
     spec = load_spec(args.spec)
     grid = build_grid(spec)
@@ -66,6 +77,8 @@ def _main(argv):
         from dynamics.core.rundir import check_writable_file
 
         check_writable_file(args.out)
+    for line in grid.notes or ():
+        print(line, file=sys.stderr)
     if args.check:
         print(f"spec ok: model {spec.model}, {len(grid.keys)} points over {', '.join(spec.sweep)}")
         return 0

@@ -6,7 +6,7 @@ from formulas, the swept values (one dimension each, in the order given) and the
     model = "huang2024"
     name = "scaling"                 # optional label
     [fixed]
-    method = "flow"                  # gd | flow | mc (default gd)
+    method = "flow"                  # gd | flow | mc (default: the model's first method)
     preset = "imbalanced"
     [derived]                        # formulas of the parameters before them
     N = "K**2"

@@ -95,8 +95,8 @@ def consolidate(out, grid, done, errors):
         if key in done:
             parts.append(done[key][0].expand_dims(point=[i]))
             have.append(i)
-    ds = xr.concat(parts, dim="point", join="outer") if parts else xr.Dataset()
-    ds = ds.reindex(point=np.arange(len(grid.keys)))
+    ds = xr.concat(parts, dim="point", join="outer") if parts else xr.Dataset(coords={"point": [0]})
+    ds = ds.reindex(point=np.arange(len(grid.keys)))  # every point failed: a dataset of failures only
     for j, d in enumerate(dims):
         ds = ds.assign_coords({f"_sweep_{d}": ("point", np.array([coordinate(c[j]) for c in combos]))})
     if len(dims) == 1:

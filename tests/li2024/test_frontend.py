@@ -89,3 +89,68 @@ def test_command_line_refuses_bad_input(argv, words, tmp_path, capsys):
 def test_reproduce_front_end_lists_the_targets():
     listed = {t for t, (m, _) in targets().items() if m == "li2024"}
     assert listed == {"li-ood", "li-alpha", "li-mechanism", "li-pruning", "li-baselines"}
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_analysis_is_never_overwritten_unasked_and_an_interrupted_one_reruns(run_dir, tmp_path, capsys):
+    out = tmp_path / "an"
+    args = [run_dir, "--out", str(out), "--n", "20", "--rates", "0,0.2", "--draws", "1"]
+    assert analyze.main(args) == 0
+    first = _files(out)
+    capsys.readouterr()
+    assert analyze.main(args) == 2  # finished: refused, nothing rewritten
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds this analysis" in err[0] and "--overwrite" in err[0], err
+    assert _files(out) == first
+    assert analyze.main(args[:-1] + ["2"]) == 2  # other options: refused too
+    assert "other options" in capsys.readouterr().err
+    assert analyze.main(args + ["--overwrite"]) == 0  # asked: the same seeded numbers again
+    assert _files(out) == first
+    marker = json.loads((out / "analysis.json").read_text())
+    (out / "analysis.json").write_text(json.dumps(dict(marker, status="running")))  # as if killed
+    (out / "analysis-embedding.csv").unlink()
+    assert analyze.main(args) == 0
+    assert _files(out) == first
+    capsys.readouterr()
+    for bad, needle in ((["--out", "/proc/an"], "is not writable"), (["--n", "10000000000"], "--n 10000000000"),
+                        (["--out", str(tmp_path / "afile")], "is an existing file")):
+        (tmp_path / "afile").write_text("x")
+        assert analyze.main([run_dir, *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], err
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert analyze.main([run_dir, "--out", str(foreign)]) == 2
+    assert "holds no analysis" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_analysis_killed_with_sigkill_reruns_to_identical_files(run_dir, tmp_path):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cmd = [sys.executable, "-m", "dynamics.models.li2024.analyze", run_dir, "--n", "200", "--draws", "3"]
+    assert subprocess.run(cmd + ["--out", str(tmp_path / "full")], capture_output=True, timeout=600).returncode == 0
+    rng = random.Random(19)
+    cut = tmp_path / "cut"
+    for _ in range(3):
+        p = subprocess.Popen(cmd + ["--out", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 6.0))
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    r = subprocess.run(cmd + ["--out", str(cut)], capture_output=True, text=True, timeout=600)
+    if r.returncode == 2:  # one of the kills came after it finished
+        assert "already holds this analysis" in r.stderr, r.stderr
+    else:
+        assert r.returncode == 0, r.stderr
+    full, got = _files(tmp_path / "full"), _files(cut)
+    for name in full:
+        if name.endswith(".csv") or name == "analysis.json":  # the PNG's metadata may differ
+            assert got[name] == full[name], name

@@ -31,7 +31,7 @@ from dynamics.models.huang2024.result import HuangResult
 from dynamics.models.huang2024.theory import optimum, optimum_general
 
 PARAMS = ParamSet([
-    Param("K", "int", 10, "number of features K (orthonormal v_1..v_K; MODEL.md s.1)", low=2),
+    Param("K", "int", 10, "number of features K (orthonormal v_1..v_K; docs/models/huang2024.md)", low=2),
     positive_int("N", 100, "prompt length N (labelled tokens per prompt)"),
     Param("preset", "str", "imbalanced", "feature probabilities: balanced (p_k = 1/K), imbalanced (a dominant "
           "v_1 with p_1, the rest (1 - p_1)/(K - 1)), general (p given, or Dirichlet(1) drawn from seed)",
@@ -43,7 +43,7 @@ PARAMS = ParamSet([
     positive_float("eta", 1.0, "GD step size eta (the paper's Q <- Q - eta grad L)"),
     Param("A0", "float", 0.0, "initial A_k = v_k^T Q v_k (the paper: Q^(0) = 0)", low=-700.0, high=700.0),
     Param("B0", "float", 0.0, "initial B_{k,n} = v_n^T Q v_k (the paper: Q^(0) = 0)", low=-700.0, high=700.0),
-    Param("h", "float", DEFAULT_H, "trapezoid step in log t of the exact quadrature (MODEL.md s.3; the default "
+    Param("h", "float", DEFAULT_H, "trapezoid step in log t of the exact quadrature (docs/models/huang2024.md; the default "
           "7/32 keeps its error below 3e-16 relative)", low=0.0, high=0.5, low_open=True, methods=("gd", "flow")),
     Param("attention_at", "ints", None, "iterations shown in attention_map.png (default: four log-spaced "
           "snapshots)", low=0, methods=("gd", "flow")),
@@ -91,6 +91,39 @@ class Huang2024(Model, ExactLoss, SampledLoss):
     claims = "dynamics.models.huang2024.claims:CLAIMS"
 
     # ---- parameters -----------------------------------------------------------------------
+    @classmethod
+    def memory_estimate(cls, values, method):
+        """The dominant arrays (rule 3; :mod:`dynamics.core.memory`).  Exact methods: the reduced
+        coordinates (F x (F + 1), F = 1 balanced, 2 imbalanced, K general) with the engine's
+        temporaries and the recorded snapshots; the flow's dense Jacobian of its n = F (F + 1)
+        coordinates.  Monte Carlo: Q, V, theta (d x d, d x K, K x K) and their gradients, a batch of
+        batch x (N + 1) features and weights, the stratified evaluation prompts n_eval x (N + 1)."""
+        from dynamics.core import memory as mem
+
+        dflt, est = cls.params.defaults(), {}
+        K, N = values["K"], values["N"]
+        F = {"balanced": 1, "imbalanced": 2}.get(values["preset"], K)
+        n = F * (F + 1.0)
+        if method != "mc":
+            mem.add(est, "K", 8.0 * 20 * n, f"the reduced coordinates and the engine's temporaries, F = {F} classes")
+            if method == "flow":
+                mem.add(est, "K", 8.0 * 3 * n * n, f"the flow's dense Jacobian of n = F (F + 1) = {n:.0f} coordinates")
+            mem.add(est, mem.driver(values, dflt, "snapshots", "K"), mem.records(values, method, 4 * n + 4),
+                    f"the recorded snapshots of the F = {F} classes' coordinates")
+            return est
+        d = values["d"] or K
+        mem.add(est, "d" if values["d"] else "K", 8.0 * (6 + values["replicas"]) * d * d + 8.0 * 6 * (K * K + d * K),
+                f"Q (d x d = {d} x {d}), V, theta (K x K = {K} x {K}), gradients and the replicas' final Q")
+        mem.add(est, mem.driver(values, dflt, "batch", "N"), 8.0 * values["batch"] * (4 * (N + 1) + K),
+                f"a batch of batch x (N + 1) = {values['batch']} x {N + 1} features and weights")
+        mem.add(est, mem.driver(values, dflt, "train_set", "N"), 8.0 * values["train_set"] * 3 * (N + 1),
+                "the fixed training set")
+        mem.add(est, mem.driver(values, dflt, "n_eval", "N"), 8.0 * values["n_eval"] * (4 * (N + 1) + K),
+                f"evaluation prompts n_eval x (N + 1) = {values['n_eval']} x {N + 1} per query class")
+        mem.add(est, mem.driver(values, dflt, "snapshots", "replicas"), mem.records(values, method, 4 * n + 2 * K + 4),
+                "the recorded snapshots")
+        return est
+
     @classmethod
     def check(cls, values, given):
         preset = values["preset"]
@@ -181,8 +214,8 @@ class Huang2024(Model, ExactLoss, SampledLoss):
             return {"Q": Block((self.d, self.d), "Q", "eta")}
         if self.geometry is not None:
             K = self.structure.K
-            return {"theta": Block((K, K), "theta[n, k] = v_n^T Q v_k", "eta")}
-        return {"coords": Block((F, F + 1), "[A_k, B_{k,n} per class]", "eta")}
+            return {"theta": Block((K, K), "theta[n, k] = v_n^T Q v_k", "eta", ("key_feature", "query_feature"))}
+        return {"coords": Block((F, F + 1), "[A_k, B_{k,n} per class]", "eta", ("query_class", "coordinate"))}
 
     @property
     def d(self) -> int:
@@ -212,7 +245,8 @@ class Huang2024(Model, ExactLoss, SampledLoss):
 
     def dim_labels(self):
         names = np.array(self.structure.names)
-        return {"query_class": names, "key_class": names}
+        coordinate = np.array(["A_k"] + [f"B_k,{n}" for n in self.structure.names])
+        return {"query_class": names, "key_class": names, "coordinate": coordinate}
 
     def observables(self, method):
         obs = {

@@ -23,9 +23,18 @@ standard errors) and the long table ``evaluation.csv``; the pruning options are 
 A run of another model, a ``state.nc`` whose shapes do not fit ``config.json``, or a test setting
 outside the model's rules is refused in one line (exit status 2) before anything is computed or
 written.
+
+A run of another model, or a ``state.nc`` whose shapes do not fit ``config.json``, is refused in
+one line (exit status 2) before anything is computed; so are an unwritable ``--out``, a non-empty
+``--out`` that is not this analysis, a finished analysis (nothing is overwritten unasked: add
+``--overwrite``) and an ``--n`` whose test prompts would not fit in memory
+(:mod:`dynamics.core.memory`).  ``analysis.json`` records the options and the status: an analysis
+killed before it finished (status ``running``) is rerun with the same options into the same folder
+without ``--overwrite``; every number is seeded, so the rerun writes the same files.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -53,18 +62,66 @@ def load_run(folder: str):
         raise UsageError(f"{folder} has no config.json: not a run directory of python -m dynamics.simulate")
     if cfg["model"] != Li2024.name:
         raise UsageError(f"{folder} is a run of model {cfg['model']!r}; these analyses need a li2024 run")
+    if not isinstance(cfg["given"], dict):
+        raise UsageError(f"{folder}/config.json has 'given' of type {type(cfg['given']).__name__}; it must be a "
+                         "table of the parameters given")
     model = Li2024.create(method="mc", **cfg["given"])
     return model, load_state(folder, model)
 
 
-def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, draws: int = 10, seed: int = 0) -> dict:
+MARKER = "analysis.json"
+"""The options and the status (``running``, ``completed``) of the analysis in its folder."""
+
+
+def _check_out(out: str, options: dict, overwrite: bool) -> None:
+    """Refuse an ``--out`` that cannot be written, holds other files, or a finished analysis or one
+    with other options (unless ``overwrite``), before anything is computed (module docstring)."""
+    from dynamics.core.rundir import check_writable_dir
+
+    check_writable_dir(out)
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    try:
+        with open(os.path.join(out, MARKER)) as fh:
+            old = json.load(fh)
+    except (OSError, ValueError):
+        old = None
+    if overwrite and old is not None:
+        return
+    if old is None or not isinstance(old, dict):
+        raise UsageError(f"--out {out} is not empty and holds no analysis of this command; choose another folder")
+    if old.get("options") != options:
+        raise UsageError(f"--out {out} holds an analysis with other options ({old.get('options')}); add --overwrite "
+                         "to replace it, or choose another folder")
+    if old.get("status") == "completed":
+        raise UsageError(f"--out {out} already holds this analysis (completed); nothing is overwritten unasked: add "
+                         "--overwrite to compute it again")
+
+
+def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, draws: int = 10, seed: int = 0,
+            overwrite: bool = False) -> dict:
     """Run every analysis on the run directory ``folder``; returns the tables' markdown."""
+    from dynamics.core.atomic import atomic_write_json
+    from dynamics.core.memory import check_memory
+    from dynamics.core.params import ParamError
+
     rates = [check_rate(r) for r in (rates if rates is not None else DEFAULT_RATES.split(","))]
     if int(n) < 2:
         raise ValueError(f"n must be an integer >= 2 (a standard error needs two prompts), got {n}")
     model, states = load_run(folder)
+    try:
+        check_memory(type(model), dict(model.config, n_eval=int(n), replicas=1), "mc")
+    except ParamError as exc:
+        raise UsageError(f"--n {n}: {exc}".replace("n_eval", "n")) from None
     out = out or os.path.join(folder, "analysis")
-    os.makedirs(out, exist_ok=True)
+    options = {"run_dir": os.path.abspath(folder), "n": int(n), "rates": [float(r) for r in rates],
+               "draws": int(draws), "seed": int(seed)}
+    _check_out(out, options, overwrite)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out} cannot be created: {exc.strerror or exc}") from None
+    atomic_write_json(os.path.join(out, MARKER), {"options": options, "status": "running"})
     rows_e, rows_p, rows_n, per = [], [], [], []
     for r, st in enumerate(states):
         rng = np.random.default_rng([int(seed), r])
@@ -99,6 +156,7 @@ def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, d
                          for how in ("magnitude", "random")}
     figures.pruning(os.path.join(out, "analysis-pruning.png"), np.array(rates), lines["error"], lines["hinge"],
                     [np.linalg.norm(st["W_O"], axis=1) for st in states])
+    atomic_write_json(os.path.join(out, MARKER), {"options": options, "status": "completed"})
     return tables
 
 
@@ -152,6 +210,8 @@ def main(argv=None) -> int:
         ap.add_argument("--rates", default=None, help=f"pruning rates in [0, 1) (default {DEFAULT_RATES})")
         ap.add_argument("--draws", default=None, help="random prunings averaged per rate (default 10)")
         ap.add_argument("--seed", default="0", help="seed of the test prompts (default 0)")
+        ap.add_argument("--overwrite", action="store_true", help="replace a finished analysis in --out (or one "
+                        "made with other options)")
         for setting, (flag, _) in GRID_FLAGS.items():
             ap.add_argument(flag, dest=setting, default=None,
                             help=f"evaluate the saved states at these {setting} values (comma-separated; "
@@ -183,7 +243,8 @@ def main(argv=None) -> int:
         draws = Param("draws", "int", 10, "", low=1).coerce(args.draws if args.draws is not None else "10")
         rates = [check_rate(x) for x in Param("rates", "floats", [0.0], "").coerce(
             args.rates if args.rates is not None else DEFAULT_RATES)]
-        tables = analyze(args.run_dir, args.out, n=n, rates=rates, draws=draws, seed=seed)
+        tables = analyze(args.run_dir, args.out, n=n, rates=rates, draws=draws, seed=seed,
+                         overwrite=args.overwrite)
         print(tables["errors"])
         print(tables["analysis-pruning-hinge"])
         return 0

@@ -155,6 +155,31 @@ class Li2024(Model, SampledLoss):
             raise ParamError("M2_test", f"M2_test must be <= M2 = {M2} (orthonormal ODI patterns in the span of "
                                         f"the IDI patterns), got {values['M2_test']}")
 
+    @classmethod
+    def memory_estimate(cls, values: dict, method: str) -> dict:
+        """The dominant arrays (rule 3; :mod:`dynamics.core.memory`): the weights (``D = d_X + d_Y``
+        rows and columns, ``W_O`` m x D) with their gradients and the replicas' final copies, one
+        training batch ``(batch, l_tr + 1, D)``, the fixed training set, the evaluation prompts
+        ``(n_eval, l_ts + 1, D)`` of each domain and the recorded snapshots."""
+        from dynamics.core import memory as mem
+
+        dflt, est = cls.params.defaults(), {}
+        D = (values["d_x"] or values["M1"] + values["M2"]) + values["label_dim"]
+        m = values["mlp_width"]
+        weights = 3.0 * D * D + m * D + m
+        mem.add(est, mem.driver(values, dflt, "M2", "M1", "d_x", "label_dim", "mlp_width"), 8.0 * 6 * weights,
+                f"the weights W_Q, W_K, W_V ({D} x {D}), W_O ({m} x {D}) and their gradients")
+        mem.add(est, "replicas", 8.0 * values["replicas"] * weights, "the replicas' final weights")
+        mem.add(est, mem.driver(values, dflt, "batch", "l_train"), 8.0 * 3 * values["batch"] * (values["l_train"] + 2) * D,
+                f"a training batch of batch x (l_train + 1) x D = {values['batch']} x {values['l_train'] + 1} x {D}")
+        mem.add(est, mem.driver(values, dflt, "train_set", "l_train"),
+                8.0 * 2 * values["train_set"] * (values["l_train"] + 2) * D, "the fixed training set")
+        mem.add(est, mem.driver(values, dflt, "n_eval", "l_test"), 8.0 * 4 * values["n_eval"] * (values["l_test"] + 2) * D,
+                f"evaluation prompts n_eval x (l_test + 1) x D = {values['n_eval']} x {values['l_test'] + 1} x {D}")
+        mem.add(est, mem.driver(values, dflt, "snapshots", "replicas"), mem.records(values, method, 16),
+                "the recorded snapshots")
+        return est
+
     # ---- state --------------------------------------------------------------------------
     def ncols(self, length: int) -> int:
         """Columns attended in a prompt of ``length`` examples (``+ 1`` with ``attend_query``)."""

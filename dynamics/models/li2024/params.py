@@ -1,4 +1,4 @@
-"""The parameters of H. Li et al.'s system (ICML 2024; MODEL.md section 8), declared once.
+"""The parameters of H. Li et al.'s system (ICML 2024; docs/models/li2024.md section 8), declared once.
 
 Every choice the slides leave open is a parameter here; its help text says which sentence of the
 slides (``shared/papers/li2024_nonlinear_icl_and_cot_slides.txt``) it interprets, and
@@ -24,23 +24,23 @@ PARAMS = ParamSet([
     Param("d_x", "int", None, "feature dimension d_X of x (not set: M1 + M2, the smallest that holds the "
           "orthonormal IDR and IDI patterns)", low=2),
     positive_int("label_dim", 4, "dimension d_Y of the label embedding; q is q_norm times its first unit "
-                 "vector (slides: y_i = q if f(x_i) = +1, -q if -1)"),
-    positive_float("q_norm", 1.0, "norm |q| of the label embedding (the slides leave it open; 1 = the norm of "
+                 "vector (source: y_i = q if f(x_i) = +1, -q if -1)"),
+    positive_float("q_norm", 1.0, "norm |q| of the label embedding (the source leaves it open; 1 = the norm of "
                    "the IDR patterns)"),
     Param("pattern_basis", "str", "standard", "standard: IDR and IDI patterns are standard basis vectors; "
           "random: the same blocks of a Haar-random rotation drawn from the seed (the dynamics is "
           "rotation-equivariant in distribution: identity and isotropic Gaussian initialisations)",
           choices=("standard", "random")),
     Param("kappa_low", "float", -0.4, "lower end of kappa ~ U[kappa_low, kappa_high], the weight of the IDI "
-          "pattern in x = mu_j + kappa nu_k (slides' example: kappa in {0.2, -0.3})"),
+          "pattern in x = mu_j + kappa nu_k (the source's example, docs/models/li2024.md: kappa in {0.2, -0.3})"),
     Param("kappa_high", "float", 0.4, "upper end of the kappa distribution"),
     Param("other_label", "str", "example", "label of an example whose pattern is neither mu_a nor mu_b "
-          "(slides: 'f(x) is a random label in other cases'): example = a fresh fair sign per example, "
+          "(source: 'f(x) is a random label in other cases'): example = a fresh fair sign per example, "
           "prompt = one fair sign per prompt and pattern", choices=("example", "prompt")),
     _fraction("alpha", 0.8, "training fraction alpha: each example has pattern mu_a or mu_b with probability "
               "alpha/2 each (experiments: 0.8)"),
     positive_int("l_train", 20, "training prompt length l_tr (experiments: 20)"),
-    Param("task_set", "str", "balanced", "how T_tr is drawn from the seed (slides: 'the training tasks "
+    Param("task_set", "str", "balanced", "how T_tr is drawn from the seed (source: 'the training tasks "
           "uniformly cover all the IDR patterns and labels'): balanced = every IDR pattern exactly k times as a "
           "and k times as b (|T_tr| = k M1); cover = a uniformly random smallest subset covering every pattern "
           "and label", choices=TASK_SETS),
@@ -50,14 +50,14 @@ PARAMS = ParamSet([
     # ---- network (slides p. 13-14)
     Param("mlp_width", "int", 40, "MLP width m (rows of W_O); a = +1/m on the first m/2 neurons, -1/m on the rest",
           low=2),
-    positive_float("init_qkv", 0.3, "W_Q, W_K, W_V start as init_qkv * I (slides: 'initialized from a small "
+    positive_float("init_qkv", 0.3, "W_Q, W_K, W_V start as init_qkv * I (source: 'initialized from a small "
                    "scaling of identity matrices'); 0.3 gives the initial same-pattern attention ~0.42 of "
-                   "the slides' Figure 9 at alpha = 0.8"),
+                   "the source's Figure 9 at alpha = 0.8"),
     positive_float("init_o", 0.01, "standard deviation of the i.i.d. Gaussian entries of W_O at initialisation "
-                   "(slides: 'W_O initialized from Gaussian distribution')"),
-    Param("train_a", "bool", False, "also train the output weights a (MODEL.md choice: a is fixed)"),
-    Param("attend_query", "bool", False, "include the query column in the softmax (slides' backup gradients "
-          "sum s = 1..l+1; slide 13 and MODEL.md: over the l context columns)"),
+                   "(source: 'W_O initialized from Gaussian distribution')"),
+    Param("train_a", "bool", False, "also train the output weights a (our choice, docs/models/li2024.md: a is fixed)"),
+    Param("attend_query", "bool", False, "include the query column in the softmax (the source's backup "
+          "gradients sum s = 1..l+1; its main formula and docs/models/li2024.md: over the l context columns)"),
     positive_float("eta", 1.0, "SGD step size eta for W_Q, W_K, W_V, W_O (and a)"),
     # ---- out of domain and testing (slides p. 17, 21)
     Param("M1_test", "int", 3, "number M_1' of out-of-domain-relevant (ODR) patterns (experiments: 3)", low=2),
@@ -79,7 +79,7 @@ PARAMS = ParamSet([
           low=0.0, low_open=True),
     Param("odr_coeffs", "floats", None, "coefficients c_{j,i} of an ODR pattern on its group, one per IDR "
           "pattern of the group (odr_construction = vector only; any signs, not all zero)"),
-    _fraction("alpha_test", 0.8, "testing fraction alpha' (slides: 'Replace alpha with alpha' if it is a "
+    _fraction("alpha_test", 0.8, "testing fraction alpha' (source: 'Replace alpha with alpha' if it is a "
               "testing task'), for in-domain and out-of-domain test prompts"),
     positive_int("l_test", 20, "testing prompt length l_ts"),
 ])

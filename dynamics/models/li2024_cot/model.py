@@ -87,6 +87,30 @@ class Li2024CoT(Model, ExactLoss, SampledLoss):
         self.d_x, self.d = self.data.d_x, self.data.d
 
     @classmethod
+    def memory_estimate(cls, values: dict, method: str) -> dict:
+        """The dominant arrays (rule 3; :mod:`dynamics.core.memory`): the weights (``D = 2 d_x``),
+        one training batch of ``batch x (l_tr K + K) x D`` columns with its index arrays, the
+        evaluation prompts ``n_eval x (l_ts K + K) x D`` decoded step by step, and the snapshots."""
+        from dynamics.core import memory as mem
+
+        dflt, est = cls.params.defaults(), {}
+        K = values["K"]
+        D = 2 * (values["d_x"] or values["M"] + K)
+        mem.add(est, mem.driver(values, dflt, "M", "K", "d_x"), 8.0 * (6 + values["replicas"]) * 3 * D * D,
+                f"the weights W_Q, W_K, W_V ({D} x {D}), gradients and the replicas' final weights")
+        cols = (values["l_train"] + 1) * K
+        mem.add(est, mem.driver(values, dflt, "batch", "l_train", "K"), 8.0 * 3 * values["batch"] * cols * (D + 2),
+                f"a training batch of batch x (l_train + 1) K x D = {values['batch']} x {cols} x {D}")
+        mem.add(est, mem.driver(values, dflt, "train_set", "l_train"), 8.0 * 2 * values["train_set"] * cols * (D + 2),
+                "the fixed training set")
+        tcols = (values["l_test"] + 1) * K
+        mem.add(est, mem.driver(values, dflt, "n_eval", "l_test", "K"), 8.0 * 4 * values["n_eval"] * tcols * (D + 2),
+                f"evaluation prompts n_eval x (l_test + 1) K x D = {values['n_eval']} x {tcols} x {D}")
+        mem.add(est, mem.driver(values, dflt, "snapshots", "replicas"), mem.records(values, method, 16),
+                "the recorded snapshots")
+        return est
+
+    @classmethod
     def check(cls, values: dict, given: set) -> None:
         """Rules between parameters, each a one-line :class:`ParamError` naming the parameter."""
         M, K = values["M"], values["K"]

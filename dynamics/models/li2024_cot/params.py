@@ -29,12 +29,12 @@ PARAMS = ParamSet([
           "vectors; random: the same blocks of a Haar-random rotation drawn from the seed",
           choices=("standard", "random")),
     positive_float("pe_scale", 1.0, "norm of the periodic positional encodings c_(i mod K), added to the x half of "
-                   "column i (slides: p~_i = p_i + c_(i mod K))"),
+                   "column i (docs/models/li2024_cot.md: p~_i = p_i + c_(i mod K))"),
     Param("train_task", "str", "permutation", "training step functions f_k, drawn afresh for every prompt: permutation "
           "= uniform random permutations of the M TRR patterns (Theorem 4: 'every TRR pattern is equally likely in "
           "every inference step'); random_map = each f_k(mu_j) uniform and independent", choices=TRAIN_TASKS),
     Param("alpha", "float", 0.8, "training fraction alpha of context examples whose input shares the query's TRR "
-              "pattern (slides: 'the fraction of context examples with input sharing the same TRR pattern as the "
+              "pattern (source: 'the fraction of context examples with input sharing the same TRR pattern as the "
               "query input'); the others take one of the other M - 1 patterns uniformly", **FRACTION),
     positive_int("l_train", 10, "training prompt length l_tr, in examples of K columns each (Theorem 4: l_tr >= "
                  "Omega(1/alpha))"),
@@ -47,11 +47,12 @@ PARAMS = ParamSet([
           "needs M_test <= M); dirichlet = S1 * Dirichlet(1) over all TRR patterns, drawn from the seed",
           choices=SPREADS),
     Param("S1", "float", 1.0, "coefficient sum sum_i c_(j,i) of every TSR pattern (as S_1 of the ICML 2024 paper; "
-          "slides: 'each TSR pattern is a linear combination of the TRR patterns')"),
+          "source: 'each TSR pattern is a linear combination of the TRR patterns')"),
     nonnegative_float("noise", 0.0, "radius of the bounded noise added to every TSR pattern occurrence of a test "
                       "prompt (one draw per token, uniform in the ball of R^d_x; decoded steps are clean)"),
     Param("tau_f", "float", 0.6, "requested min-max trajectory transition probability tau^f of the test task's "
-          "step transition matrices A_k^f (generator: identical circulant steps, correct entry tau_f^(1/K))",
+          "step transition matrices A_k^f (generator: identical circulant steps, correct entry tau_f^(1/K)); without "
+          "condition1 it must be < 1/2 (and below a bound of M_test and K that the refusal states)",
           low=0.0, low_open=True, high=1.0),
     Param("rho_f", "float", None, "requested step margin rho^f (correct entry minus largest wrong entry of each "
           "row); not set: evenly spread errors with condition1, halfway to the Condition 1 boundary without it",
@@ -61,9 +62,9 @@ PARAMS = ParamSet([
     Param("A_f", "floats", None, "explicit test transition matrices A_1^f..A_K^f, K*M_test^2 numbers row-major, "
           "each row stochastic with a unique largest entry (the correct step); replaces tau_f, rho_f, condition1",
           low=0.0),
-    Param("task", "str", None, "a named built-in test task instead of the generator: slides = the slides' worked "
-          "example (K = 2, M_test = 2; B = [[0.56, 0.44], [0.64, 0.36]]), near-half-2 / near-half-3 = trap tasks "
-          "with tau^f = 0.495 failing Condition 1 (K = M_test = 2 / 3); replaces tau_f, rho_f, condition1",
+    Param("task", "str", None, "a named built-in test task instead of the generator: slides = the worked example of the "
+          "first author's talk (K = 2, M_test = 2; B = [[0.56, 0.44], [0.64, 0.36]]), near-half-2 / near-half-3 = "
+          "trap tasks with tau^f = 0.495 failing Condition 1 (K = M_test = 2 / 3); replaces tau_f, rho_f, condition1",
           choices=("slides", "near-half-2", "near-half-3")),
     Param("task_family", "str", "auto", "generator of test tasks: circulant = identical circulant steps, every start "
           "alike; trap = one failing start and an absorbing decoy, steps relabelled per step, reaching tau^f up to "
@@ -87,7 +88,7 @@ PARAMS = ParamSet([
     positive_float("init_qk", 0.3, "W_Q and W_K start as init_qk * I (as in the ICML 2024 system: 'a small scaling "
                    "of identity matrices')"),
     Param("train_value", "bool", False, "also train W_V (default: W_V = (0 I) fixed, reading the y half, so the "
-          "output is a softmax-weighted sum of labels, MODEL.md section 3's structure)"),
+          "output is a softmax-weighted sum of labels, the structure docs/models/li2024_cot.md describes)"),
     Param("record", "str", "all", "what a snapshot records: all = errors, attention and loss on n_eval test and "
           "training prompts; loss = only the held-out training loss (cheap dense snapshots for training times)",
           choices=("all", "loss")),

@@ -90,6 +90,12 @@ def load_dictionary(path: str, normalize: bool = True) -> tuple:
         raise
     except Exception as exc:  # not a readable npz
         raise ParamError("data", f"data: cannot read {path} as .npz ({exc})") from None
+    for name, arr in (("V_all", V_all), ("Zhat", Zhat)):
+        if arr.dtype.kind not in "fiu":
+            kind = {"c": "complex", "U": "text", "S": "bytes", "b": "boolean", "O": "object", "V": "structured",
+                    "M": "datetime", "m": "timedelta"}.get(arr.dtype.kind, str(arr.dtype))
+            raise ParamError("data", f"data: {path} array {name} must hold real numbers, got {kind} entries "
+                                     f"(dtype {arr.dtype})")
     V_all, Zhat = check_dictionary(V_all, Zhat)
     if normalize:
         V_all = V_all / np.linalg.norm(V_all, axis=0, keepdims=True)

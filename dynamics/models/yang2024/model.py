@@ -149,6 +149,33 @@ class Yang2024(Model, ExactLoss, SampledLoss):
         return {"eta_fraction": 0.1}
 
     @classmethod
+    def memory_estimate(cls, values, method):
+        """The dominant arrays (rule 3; :mod:`dynamics.core.memory`): the initial ``Q_h^(0)``
+        (H x d x d, drawn for every method), the attention scores ``theta_h`` (H x N x K) with the
+        closed form's and Lanczos's temporaries (about a dozen such arrays), the dictionary, the
+        Monte Carlo batch's labels (batch x K) and evaluation labels (n_eval x K), the snapshots.
+        With ``data`` the file's K, d and m are not known before it is read: the declared ones are
+        used (the file's shape is checked against them when given)."""
+        from dynamics.core import memory as mem
+
+        dflt, est = cls.params.defaults(), {}
+        H, N, K, d, m = (values[k] for k in ("H", "N", "K", "d", "m"))
+        reps = values["replicas"] if method == "mc" else 1
+        mem.add(est, mem.driver(values, dflt, "H", "d"), 8.0 * (3 + (6 + reps if method == "mc" else 0)) * H * d * d,
+                f"Q_h: H x d x d = {H} x {d} x {d}")
+        mem.add(est, mem.driver(values, dflt, "H", "N", "K"), 8.0 * 12 * H * N * K,
+                f"attention scores theta_h: H x N x K = {H} x {N} x {K}, about a dozen such arrays")
+        mem.add(est, mem.driver(values, dflt, "K", "d", "m"), 8.0 * 3 * K * (d + m + N), "the dictionary V_all, Zhat")
+        if method == "mc":
+            mem.add(est, "batch", 8.0 * 4 * values["batch"] * (K + m), f"batch x K = {values['batch']} x {K} labels")
+            mem.add(est, "train_set", 8.0 * 2 * values["train_set"] * (K + m), "the fixed training set's labels")
+            mem.add(est, "n_eval", 8.0 * 6 * values["n_eval"] * (K + m),
+                    f"n_eval x K = {values['n_eval']} x {K} evaluation labels")
+        mem.add(est, mem.driver(values, dflt, "snapshots", "replicas"), mem.records(values, method, 3 * H + N + 16),
+                "the recorded snapshots")
+        return est
+
+    @classmethod
     def check(cls, values, given):
         if values["data"] is not None:
             V_all, Zhat = load_dictionary(values["data"], values["normalize_tokens"])
@@ -245,10 +272,11 @@ class Yang2024(Model, ExactLoss, SampledLoss):
     def blocks(self, method):
         self._check_flow(method)
         pr = self.problem
-        w = Block((self.H, pr.K), "w_h (steps gamma^2 eta_Q)", "eta_Q")
+        w = Block((self.H, pr.K), "w_h (steps gamma^2 eta_Q)", "eta_Q", ("head", "token"))
         if self._qblock(method) == "Q":
-            return {"Q": Block((self.H, pr.d, pr.d), "Q_h", "eta_Q"), "w": w}
-        return {"theta": Block((self.H, pr.N, pr.K), "theta_h = V^T Q_h V_all", "eta_Q"), "w": w}
+            return {"Q": Block((self.H, pr.d, pr.d), "Q_h", "eta_Q", ("head", "Q_row", "Q_col")), "w": w}
+        return {"theta": Block((self.H, pr.N, pr.K), "theta_h = V^T Q_h V_all", "eta_Q",
+                               ("head", "prompt_token", "token")), "w": w}
 
     @cached_property
     def Q0(self) -> np.ndarray:
