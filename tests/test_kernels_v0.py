@@ -180,3 +180,40 @@ def test_li2024_cot_sampler_draws_the_same_prompts_as_the_numpy_sampler(train_ta
     for a, b in zip(new, ref):
         np.testing.assert_array_equal(a, b)
     assert r1.random() == r2.random()
+
+
+def test_thread_count_does_not_change_the_batched_kernels():
+    """Each prompt writes only its own rows: the kernels on every numba thread (forced by
+    ``min_work=0``) and on one thread give the same bits."""
+    import numba
+
+    from dynamics.core.jit import call_parallel
+    from dynamics.models.li2024 import kernels as lk
+    from dynamics.models.li2024_cot import kernels as ck
+
+    model = Li2024.create()
+    rng = np.random.default_rng(5)
+    st = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in model.initial_state("mc", rng).items()}
+    P, z = model.sample(rng, 128)[:2]
+    runs = []
+    for min_work in (0, 10**12):
+        g = {k: np.empty_like(v) for k, v in st.items()}
+        loss = call_parallel(lk._loss_grad_batch, P.size, st["W_Q"], st["W_K"], st["W_V"], st["W_O"], st["a"], P, z,
+                             20, g["W_Q"], g["W_K"], g["W_V"], g["W_O"], g["a"], min_work=min_work)
+        runs.append((loss, g))
+    assert runs[0][0] == runs[1][0]
+    for k in st:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+    cot = Li2024CoT.create(train_value=True)
+    stc = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in cot.initial_state("mc", rng).items()}
+    Pc, n, target = cot.sample(rng, 128)
+    runs = []
+    for min_work in (0, 10**12):
+        g = {k: np.empty_like(v) for k, v in stc.items()}
+        loss = call_parallel(ck._loss_grad_batch, Pc.size, stc["W_Q"], stc["W_K"], stc["W_V"], Pc, n, target,
+                             g["W_Q"], g["W_K"], g["W_V"], min_work=min_work)
+        runs.append((loss, g))
+    assert runs[0][0] == runs[1][0]
+    for k in stc:
+        np.testing.assert_array_equal(runs[0][1][k], runs[1][1][k])
+    assert numba.get_num_threads() >= 1

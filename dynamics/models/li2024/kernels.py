@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.jit import jit
+from dynamics.core.jit import call_parallel, jit
 from dynamics.models.shared.attention import (attend_backward_batch, attend_batch, attention_forward, gather_rows,
                                               scale_into, workspace)
 
@@ -53,7 +53,7 @@ def _mlp_forward(W_V, W_O, a, pbar, v, h):
 
 
 @jit(parallel=True)
-def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
+def _loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
     """Mean hinge loss over the batch and its exact (sub)gradient (module docstring).
 
     Parameters
@@ -117,6 +117,14 @@ def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, 
     scale_into(gW_K, W_Q @ C, inv)
     scale_into(gW_Q, W_K @ C.T, inv)
     return total * inv
+
+
+def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
+    """:func:`_loss_grad_batch` (the mean loss and its gradient, same arguments), its loops over
+    the prompts on every numba thread only for batches of at least
+    :data:`dynamics.core.jit.PARALLEL_MIN_WORK` column entries (``B x columns x d``); smaller
+    batches run on one thread (the thread count does not change the result)."""
+    return call_parallel(_loss_grad_batch, P.size, W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga)
 
 
 @jit

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.jit import jit
+from dynamics.core.jit import call_parallel, jit
 from dynamics.models.shared.attention import (attend_backward_batch, attend_batch, attention_forward, gather_rows,
                                               scale_into, workspace)
 
 
 @jit(parallel=True)
-def loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
+def _loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
     """Mean squared loss ``1/2 |z - F|^2`` over the batch and its exact gradient (module doc).
 
     Parameters
@@ -64,6 +64,14 @@ def loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
     scale_into(gW_K, W_Q @ Cq, inv)
     scale_into(gW_Q, W_K @ Cq.T, inv)
     return total * inv
+
+
+def loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
+    """:func:`_loss_grad_batch` (the mean loss and its gradient, same arguments), its loops over
+    the prompts on every numba thread only for batches of at least
+    :data:`dynamics.core.jit.PARALLEL_MIN_WORK` column entries (``B x columns x d``); smaller
+    batches run on one thread (the thread count does not change the result)."""
+    return call_parallel(_loss_grad_batch, P.size, W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V)
 
 
 @jit
