@@ -4,160 +4,208 @@
 registry (:mod:`dynamics.models`) by exact population gradient descent (``gd``), gradient flow
 (``flow``, time in GD steps) or Monte Carlo training on sampled prompts (``mc``), records its
 observables at log-spaced snapshots and returns a :class:`~dynamics.core.trajectory.Result`
-whose ``ds`` is a labelled :class:`xarray.Dataset`.  ``python -m dynamics.simulate`` does the
-same from flags or a TOML file and writes a run directory (:mod:`dynamics.core.cli`).
+whose ``ds`` is a labelled :class:`xarray.Dataset` (:func:`dynamics.methods.run.run` underneath).
+
+``python -m dynamics.simulate`` does the same from flags or a TOML file and writes a run
+directory (flags or ``--config FILE.toml``, one run directory per call; ``--resume RUN_DIR``
+continues a checkpointing run): exit 0 done, 1 diverged (snapshots kept), 2 bad input.
 """
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 import time
+import warnings
 
-import numpy as np
-
-from dynamics import models
-from dynamics.core.contract import Model, Observable
-from dynamics.core.errors import SimulationDiverged
-from dynamics.core.params import ParamError
-from dynamics.core.progress import Silent
-from dynamics.core.progress import progress as make_progress
-from dynamics.core.rng import model_rng
-from dynamics.core.trajectory import Recorder, Result, snapshot_steps
-from dynamics.methods import flow, gd, montecarlo
-
-TRAIN_LOSS = Observable((), "L_train", "mean batch loss over the steps since the previous snapshot")
+from dynamics import methods, models
+from dynamics.core import rundir
+from dynamics.core.atomic import git_commit, versions
+from dynamics.core.cli import (EXIT_DIVERGED, RUN_PARAMS, ArgParser, add_params, given, guarded, jsonable, load_toml,
+                               one_line, recorded_warnings)
+from dynamics.core.contract import Model
+from dynamics.core.errors import SimulationDiverged, UsageError
+from dynamics.core.params import ParamError, ParamSet
+from dynamics.core.progress import enabled as progress_enabled
+from dynamics.core.trajectory import Result
+from dynamics.methods import run as _run
 
 
 def build(model="huang2024", method="gd", **params) -> Model:
-    """The model instance for a run: a registry name and the parameters given (everything else
-    at its declared default), or a model instance whose given parameters ``params`` update."""
-    if isinstance(model, Model):
-        return model.with_params(method, **params)
-    return models.get(model).create(method=method, **params)
+    """The model instance for a run: a registry name (or a model class) and the parameters given
+    (everything else at its declared default), or a model instance whose given parameters
+    ``params`` update."""
+    return _run.build(models.get(model) if isinstance(model, str) else model, method, **params)
 
 
-def simulate(model="huang2024", method=None, *, init=None, save_at=None, progress=False, on_checkpoint=None,
-             resume=None, **params) -> Result:
-    """Train ``model`` with ``method`` and record its observables (see the module docstring).
+def simulate(model="huang2024", method=None, **kwargs) -> Result:
+    """Train ``model`` (a registry name, a model class or instance) with ``method``; every other
+    argument as :func:`dynamics.methods.run.run` (``init``, ``save_at``, ``progress``,
+    ``on_checkpoint``, ``resume``, and the model's and method's parameters)."""
+    return _run.run(models.get(model) if isinstance(model, str) else model, method, **kwargs)
 
-    Parameters
-    ----------
-    model : str or Model
-        A registry name (``huang2024``, ...) or a model instance.
-    method : {"gd", "flow", "mc"}, optional
-        Exact gradient descent, gradient flow, or Monte Carlo training; refused if the model
-        does not support it.  Default: the model's first method (``gd`` for exact models).
-    init : dict, optional
-        Initial state ``{block: array}`` (default: the model's, e.g. Huang's ``Q^(0) = 0``).
-    save_at : array of int, optional
-        Explicit snapshot iterations in ``[0, steps]`` (default ``snapshots`` log-spaced ones).
-    progress : bool
-        Draw a progress bar on standard error (only when it is a terminal).
-    on_checkpoint, resume :
-        Called with a checkpoint dict every ``checkpoint_every`` steps; ``resume=`` such a dict
-        continues the run with identical results (``gd`` and ``mc``).
-    **params :
-        Any declared parameter of the model and of the method (``steps``, ``snapshots``,
-        ``eps``, ``seed``, ``batch``, ...); a parameter another method uses is refused.
 
-    Raises
-    ------
-    ParamError
-        A parameter breaks its rule (the message names it).
-    SimulationDiverged
-        The run diverged; ``.result`` holds the snapshots so far.
-    """
+def _pre_parse(argv):
+    pre = ArgParser(add_help=False)
+    for flag in ("--model", "--method", "--config", "--resume"):
+        pre.add_argument(flag)
+    pre.add_argument("-h", "--help", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    return known
+
+
+def simulate_parser(cls, method_choices):
+    """The full parser of the simulate command for model class ``cls``."""
+    ap = ArgParser(prog="python -m dynamics.simulate",
+                   description=f"Train {cls.name} ({cls.reference}) with one method and write a run directory.")
+    run = ap.add_argument_group("run")
+    run.add_argument("--model", choices=models.names(), help=f"the system (default {models.DEFAULT})")
+    run.add_argument("--method", choices=methods.names(),
+                     help=f"exact GD, gradient flow or Monte Carlo; {cls.name} supports {', '.join(method_choices)} "
+                          f"(default {method_choices[0]})")
+    run.add_argument("--config", metavar="FILE.toml", help="TOML file with any of the parameters below and "
+                     "model, method, out, figures (flags override it)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint.npz "
+                     "(no other options)")
+    run.add_argument("--overwrite", action="store_true", help="reuse a non-empty --out folder, removing the files "
+                     "a previous run wrote there")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--check", action="store_true", help="check the configuration and the output folder, print "
+                     "the resolved parameters and exit (nothing is computed or written)")
+    for p in RUN_PARAMS:
+        run.add_argument(p.flag(), dest=p.name, default=argparse.SUPPRESS, help=p.help_text())
+    groups: dict = {}
+    for p in cls.params:
+        used = tuple(m for m in cls.methods if not p.methods or m in p.methods)
+        groups.setdefault(used, []).append(p)
+    for used, ps in groups.items():
+        title = f"{cls.name} parameters" if used == tuple(cls.methods) else f"used by method {' and '.join(used)}"
+        add_params(ap, ParamSet(ps), title)
+    return ap
+
+
+def simulate_main(argv=None) -> int:
+    """``python -m dynamics.simulate``: 0 done, 1 diverged (snapshots kept), 2 bad input."""
+    return guarded(_simulate, argv, "snapshots so far are lost unless --checkpoint-every was given: then "
+                                    "python -m dynamics.simulate --resume RUN_DIR continues")
+
+
+def _simulate(argv):
+    known = _pre_parse(argv)
+    if known.resume:
+        return _resume(known.resume, argv)
+    toml = load_toml(known.config) if known.config else {}
+    name = known.model or toml.get("model", models.DEFAULT)
+    if not isinstance(name, str):
+        raise UsageError(f"model must be one of {', '.join(models.names())}; got {name!r}")
+    cls = models.get(name)
+    ap = simulate_parser(cls, cls.methods)
+    ns = ap.parse_args(argv)
+    method = known.method or toml.get("method", cls.methods[0])
+    if not isinstance(method, str):
+        raise UsageError(f"method must be a string, got {method!r}")
+    run_names = {p.name for p in RUN_PARAMS}
+    toml_params = {k: v for k, v in toml.items() if k not in run_names | {"model", "method"}}
+    flags = given(ns, cls.params.names())
+    where = f"config file {known.config}"
+    values, names = cls.resolve(toml_params, flags, method=method, origin=(where, "flags"))
+    run = {}
+    for p in RUN_PARAMS:  # both layers are checked, even a value the flag overrides
+        if p.name in toml:
+            try:
+                run[p.name] = p.coerce(toml[p.name])
+            except ParamError as exc:
+                raise UsageError(f"{exc} (in {where})") from None
+        run[p.name] = p.coerce(getattr(ns, p.name)) if hasattr(ns, p.name) else run.get(p.name, p.default)
+    given_values = {k: values[k] for k in names}
+    out = run["out"] or os.path.join("runs", f"{cls.name}-{method}-{time.strftime('%Y%m%d-%H%M%S')}")
+    request = {"model": cls.name, "method": method, "given": jsonable(given_values)}
+    if ns.check:
+        rundir.check_writable_dir(out)
+        m = cls.create(method=method, **given_values)
+        print(f"configuration ok: model {cls.name}, method {method}, out {out}")
+        print(json.dumps(jsonable(m.config), sort_keys=True))
+        return 0
+    out = rundir.prepare(out, request, overwrite=ns.overwrite)
+    return execute(cls.name, method, given_values, out, run["figures"], quiet=ns.quiet, request=request)
+
+
+def _resume(folder, argv):
+    others = [a for a in (argv if argv is not None else sys.argv[1:]) if a.startswith("-")
+              and a not in ("--resume", "--quiet")]
+    if others:
+        raise UsageError(f"--resume continues the run with its own configuration (config.json); "
+                         f"it takes no other options, got {' '.join(others)}")
+    if not os.path.isdir(folder):
+        raise UsageError(f"--resume {folder} is not a run directory")
+    cfg = rundir.read_config(folder)
+    if cfg is None:
+        raise UsageError(f"--resume: no config.json in {folder}")
+    rundir.clean_temporaries(folder)
+    ck = rundir.load_checkpoint(folder)
+    quiet = "--quiet" in (argv if argv is not None else sys.argv[1:])
+    return execute(cfg["model"], cfg["method"], cfg["given"], folder, cfg.get("figures", True), quiet=quiet,
+                   request={k: cfg[k] for k in ("model", "method", "given")}, resume=ck)
+
+
+def execute(model, method, given_values, out, figures, *, quiet=False, request=None, resume=None) -> int:
+    """Run one simulation into the run directory ``out`` (already checked) and write its files."""
+    m = build(model, method, **given_values)
+    required = methods.get(method).checkpoint_keys
+    if resume is not None and any(k not in resume for k in required):
+        raise UsageError(f"--resume: {out}/checkpoint.npz is incomplete (no {', '.join(required)}); remove "
+                         "it to start the run again")
+    os.makedirs(out, exist_ok=True)
+    rundir.write_json(os.path.join(out, "config.json"),
+                      dict(request or {}, figures=figures, resolved=jsonable(m.config)))
+
+    def on_checkpoint(ck):
+        rundir.save_checkpoint(out, ck)
+
     t0 = time.perf_counter()
-    if method is None:
-        method = (type(model) if isinstance(model, Model) else models.get(model)).methods[0]
-    m = build(model, method, **params)
-    c = m.config
-    steps = int(c["steps"])
-    if save_at is None:
-        save_at = snapshot_steps(steps, c["snapshots"])
-    else:
-        save_at = np.unique(np.asarray(save_at, dtype=np.int64))
-        if save_at.size and (save_at[0] < 0 or save_at[-1] > steps):
-            raise ParamError("save_at", f"save_at must lie in [0, steps] = [0, {steps}]")
-    observables = dict(m.observables(method))
-    if method == "mc":
-        observables["train_loss"] = TRAIN_LOSS
-    recorder = Recorder(observables, m.dim_labels(), save_at, replicas=int(c["replicas"]) if method == "mc" else None)
-    state = _initial_state(m, method, init)
-    bar = make_progress(steps * (int(c["replicas"]) if method == "mc" else 1), f"{m.name} {method}",
-                        show=progress) if progress else Silent()
-    status, message, extra, times = "completed", "", {}, save_at.astype(np.float64)
+    code, message = 0, ""
     try:
-        with bar:
-            if method == "gd":
-                st, step, times, extra = gd.run_gd(
-                    m, state, steps=steps, save_at=save_at, recorder=recorder, eps=c["eps"], patience=c["patience"],
-                    levels=c["levels"], optimizer=c["optimizer"], adam=_adam(c), checkpoint_every=c["checkpoint_every"],
-                    on_checkpoint=on_checkpoint, resume=resume, progress=bar)
-                if st == gd.STOPPED:
-                    status, message = "converged", f"every gap to the optimum <= eps = {c['eps']:g} at step {step}"
-            elif method == "flow":
-                state, times, extra = flow.run_flow(m, state, steps=steps, save_at=save_at, recorder=recorder,
-                                                    rtol=c["flow_rtol"], atol=c["flow_atol"], levels=c["levels"],
-                                                    eps=c["eps"], progress=bar, integrator=c["flow_integrator"])
-                if "stopped_at" in extra:
-                    status, message = "converged", f"every gap to the optimum <= eps = {c['eps']:g} at t = " \
-                                                   f"{extra['stopped_at']:.6g}"
-            else:
-                state, extra = montecarlo.run_mc(
-                    m, steps=steps, save_at=save_at, recorder=recorder, seed=c["seed"], replicas=c["replicas"],
-                    batch=c["batch"], train_set=c["train_set"], optimizer=c["optimizer"], adam=_adam(c),
-                    checkpoint_every=c["checkpoint_every"], on_checkpoint=on_checkpoint, resume=resume, progress=bar)
+        res = simulate(m, method, progress=progress_enabled(quiet), on_checkpoint=on_checkpoint, resume=resume)
     except SimulationDiverged as err:
-        _, step, times, extra = err.result
-        res = _result(m, method, recorder, times, state, "diverged", str(err), extra, t0)
-        raise SimulationDiverged(str(err), res) from None
-    return _result(m, method, recorder, times, state, status, message, extra, t0)
+        res, code, message = err.result, EXIT_DIVERGED, str(err)
+    except (KeyError, ValueError, IndexError) as exc:
+        if resume is None:
+            raise
+        raise UsageError(f"--resume: {out}/checkpoint.npz does not fit this run ({one_line(exc)}); remove it to "
+                         "start the run again") from None
+    files = [os.path.basename(p) for p in res.save(out)]
+    shown = []
+    if figures:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            shown = [os.path.basename(p) for p in m.figures(res, out)]
+        if not shown and res.t.size < 2:
+            print("note: no figures: the run recorded a single snapshot")
+    manifest = dict(model=m.describe(), method=method, seed=m.config["seed"], status=res.status,
+                    message=message or res.message, versions=versions(), git_commit=git_commit(),
+                    wall_seconds=time.perf_counter() - t0, method_seconds=res.wall_s, snapshots=int(res.t.size),
+                    files=files + shown + ["config.json", "manifest.json"], warnings=sorted(set(recorded_warnings)),
+                    extra={k: v for k, v in res.extra.items() if k in methods.get(method).manifest_keys})
+    rundir.write_json(os.path.join(out, "manifest.json"), manifest)
+    ck = os.path.join(out, "checkpoint.npz")
+    if code == 0 and os.path.exists(ck):
+        os.unlink(ck)
+    if code:
+        print(f"error: {message} (snapshots so far are in {out})", file=sys.stderr)
+        return code
+    print(f"{res.status}: {res.t.size} snapshots to t = {res.t[-1]:.6g} in {res.wall_s:.2f} s; wrote {out}")
+    if res.message:
+        print(f"  {res.message}")
+    for line in m.summary(res):
+        print(line)
+    return 0
 
 
-def _adam(c):
-    return (c["adam_beta1"], c["adam_beta2"], c["adam_eps"])
-
-
-def _initial_state(m, method, init):
-    state = m.initial_state(method, model_rng(m.config["seed"], f"{m.name}.init"))
-    if init is None:
-        return state
-    if not isinstance(init, dict):
-        if len(state) != 1:
-            raise ParamError("init", f"init must be a dict of the blocks {sorted(state)}")
-        init = {next(iter(state)): init}
-    for b, arr in init.items():
-        if b not in state:
-            raise ParamError("init", f"init has no block {b!r}; the blocks are {sorted(state)}")
-        arr = np.asarray(arr, dtype=np.float64)
-        if arr.shape != state[b].shape or not np.all(np.isfinite(arr)):
-            raise ParamError("init", f"init[{b!r}] must be a finite array of shape {state[b].shape}, got "
-                                     f"shape {arr.shape}")
-        state[b] = arr.copy()
-    return state
-
-
-def _result(m, method, recorder, times, state, status, message, extra, t0) -> Result:
-    times = np.asarray(times, dtype=np.float64)
-    attrs = {"model": m.name, "method": method, "reference": m.reference, "status": status, "message": message,
-             "config": json.dumps(m.config, default=str, sort_keys=True)}
-    ds = recorder.dataset(n=times.size, times=times, attrs=attrs)
-    for name, (arr, dims, symbol, doc) in m.references().items():
-        ds[name] = (dims, np.asarray(arr, dtype=np.float64), {"symbol": symbol, "description": doc})
-    first = extra.get("first_below")
-    if first is not None:
-        gap = m.observables(method).get("gap")
-        dims = (tuple(gap.dims) if gap is not None and len(gap.dims) == 1 else ("part",)) + ("level",)
-        ds["first_below"] = (dims, np.asarray(first, dtype=np.float64),
-                             {"description": "first iteration with gap <= level (exact; NaN: not reached)"})
-        ds = ds.assign_coords(level=("level", np.asarray(extra["levels"], dtype=np.float64)))
-    cls = m.result_type or Result
-    return cls(ds=ds, state=state, model=m, method=method, status=status, message=message,
-               wall_s=time.perf_counter() - t0, extra=extra)
+def main(argv=None) -> int:
+    """``python -m dynamics.simulate`` (see the module docstring)."""
+    return simulate_main(argv)
 
 
 if __name__ == "__main__":
-    from dynamics.core.cli import simulate_main
-
-    sys.exit(simulate_main())
+    sys.exit(main())

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from dynamics import models
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.core.params import Param, ParamError
 from dynamics.sweep import main as sweep_main
 

@@ -11,6 +11,8 @@ import pytest
 import xarray as xr
 
 from dynamics.simulate import simulate
+pytest.importorskip("distributed", reason="the sweep runner needs the sweep extra (Dask distributed)")
+
 from dynamics.sweep import CRASH_ENV, CRASH_WAIT_ENV, SpecError, load_sweep, main, parse_spec, run_sweep
 
 # Small, fast grid: 4 points of exact GD (milliseconds each once numba is compiled).

@@ -40,16 +40,18 @@ def atomic_savez(path: str, **arrays) -> None:
 
 
 def atomic_write_json(path: str, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+    """Write ``obj`` as indented, key-sorted JSON at ``path`` atomically (numpy values through
+    :func:`json_default`)."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=json_default) + "\n").encode())
 
 
-def _jsonable(x):
+def json_default(x):
+    """The package's one JSON encoder hook: numpy arrays as lists, numpy scalars as Python numbers;
+    anything else raises ``TypeError`` (``json.dumps(..., default=json_default)``)."""
     if isinstance(x, np.ndarray):
         return x.tolist()
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.floating,)):
-        return float(x)
+    if isinstance(x, np.generic):
+        return x.item()
     raise TypeError(f"not JSON serialisable: {type(x)}")
 
 

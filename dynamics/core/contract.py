@@ -15,7 +15,7 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
 2.  Set ``name`` (the registry name used by ``--model`` and in sweep specs) and ``reference``
     (the paper).
 3.  Declare every parameter of the system once, in ``params = declare(own, methods,
-    method_defaults)`` (:func:`declare` adds ``seed`` and the methods' parameters to the model's
+    method_defaults)`` (:func:`dynamics.methods.declare` adds ``seed`` and the methods' parameters to the model's
     own :class:`~dynamics.core.params.ParamSet`): type, default, rule, and help text that names
     the paper's symbol; ``method_defaults`` overrides the defaults of the methods' own
     parameters (``steps``, ``batch``, ...) for this model.  Every modelling choice a source leaves open is a parameter with a
@@ -35,15 +35,15 @@ example; ``docs/ARCHITECTURE.md`` walks through it):
     model's dimensions; :meth:`observe` computes them at a state.  Monte Carlo observables may
     come with a standard error under the name ``<name>_se``.  Time-independent references
     (an optimum such as ``L_k^*`` or ``L*``, theory curves) come from :meth:`references`.
-7.  Exact methods (``gd``, ``flow``) need :meth:`loss_grad`: the exact population loss and its
-    gradient with respect to every block, plus ``gap`` (per-part distance to the optimum, used
+7.  Exact methods (``gd``, ``flow``) need the opt-in part :class:`ExactLoss`: :meth:`loss_grad`,
+    the exact population loss and its gradient with respect to every block, plus ``gap`` (per-part distance to the optimum, used
     by the ``eps`` stopping rule and the first-crossing times) when the optimum is known.
     :meth:`direction` maps gradients to the descent direction (a preconditioned step such as
-    Yang's reduced ``theta_h`` update overrides it).  A model may override :meth:`advance` with
-    a compiled loop of many steps (Huang does); it must keep the semantics of
-    :func:`dynamics.methods.gd.advance_python`.
-8.  Monte Carlo (``mc``) needs :meth:`sample` (a batch of prompts from ``rng``) and
-    :meth:`batch_loss_grad` (the mean loss over the batch and its exact gradient with respect to
+    Yang's reduced ``theta_h`` update overrides it).  A model may set :attr:`advance` to a
+    compiled loop of many steps (Huang does); it must keep the semantics of
+    :func:`dynamics.methods.gd.advance_python` (and a test compares the two step for step).
+8.  Monte Carlo (``mc``) needs the opt-in part :class:`SampledLoss`: :meth:`sample` (a batch of
+    prompts from ``rng``) and :meth:`batch_loss_grad` (the mean loss over the batch and its exact gradient with respect to
     every block).  Evaluation on held-out prompts happens in :meth:`observe`, with the ``rng``
     it is given (a stream separate from training, so recording never changes a run).
 9.  Optional: :meth:`figures` (the run directory's PNGs), :meth:`summary` (lines printed after a
@@ -63,20 +63,7 @@ from typing import ClassVar, NamedTuple
 
 import numpy as np
 
-from dynamics.core.params import SEED, ParamError, ParamSet
-
-METHODS = ("gd", "flow", "mc")
-"""Every method the simulator knows: exact GD, gradient flow, Monte Carlo training."""
-EXACT_METHODS = ("gd", "flow")
-
-
-def declare(own: ParamSet, methods, method_defaults: dict | None = None) -> ParamSet:
-    """A model's full parameter set: ``seed``, its own parameters, then those of its methods
-    (:mod:`dynamics.methods.params`) with its defaults.  Use it for ``Model.params`` (rule 3)."""
-    from dynamics.methods.params import method_params
-
-    return ParamSet([SEED]).merged(own, method_params(methods, method_defaults))
-
+from dynamics.core.params import ParamError, ParamSet
 
 class Block(NamedTuple):
     """A block of the state: its ``shape``, the paper's ``symbol`` and the name of the step-size
@@ -93,6 +80,16 @@ class Observable(NamedTuple):
 
     dims: tuple
     symbol: str
+    doc: str
+
+
+class SweepOutput(NamedTuple):
+    """An extra sweep output a model registers (:meth:`Model.sweep_outputs`): ``arg`` is the kind
+    of value the spec gives (``flag`` true, ``eps`` one positive number), ``fn(result, arg)``
+    returns an :class:`xarray.DataArray` (its dimensions labelled), ``doc`` says what it is."""
+
+    arg: str
+    fn: object
     doc: str
 
 
@@ -200,48 +197,10 @@ class Model(abc.ABC):
         """``{block: step size}`` from the step-size parameter of each block."""
         return {b: float(self.config[blk.lr]) for b, blk in self.blocks(method).items() if blk.lr is not None}
 
-    # ---- exact methods (rule 7) --------------------------------------------------------
-    def loss_grad(self, state: dict) -> Evaluation:
-        """The exact population loss and gradient (models with ``gd``/``flow``)."""
-        raise NotImplementedError(f"{self.name} has no exact population gradient")
-
-    def movable(self, method: str) -> dict:
-        """``{block: boolean mask}`` of the entries that move (default: every entry of every block
-        with a step size).  The flow integrates only these; Huang's empty classes never move."""
-        return {}
-
-    def direction_jacobian(self, state: dict):
-        """Optional: ``d direction / d state`` over the concatenated, flattened blocks (C order, in
-        the order of :meth:`blocks`), for implicit flow integrators; None when not available."""
-        return None
-
-    def direction(self, state: dict, grads: dict) -> dict:
-        """The descent direction of each block given its gradient (default: the gradient)."""
-        return grads
-
-    def advance(self, state, lrs, start, stop, monitor):
-        """Exact GD from step ``start`` to ``stop`` in place; returns ``(status, step)``.
-
-        The default is the Python loop :func:`dynamics.methods.gd.advance_python`; a model may
-        override it with a compiled loop of the same semantics (rule 7).
-        """
-        from dynamics.methods.gd import advance_python
-
-        return advance_python(self, state, lrs, start, stop, monitor)
-
     def divergence_hint(self, method: str) -> str:
         """What to try when a run diverges (printed after the step where it happened)."""
         names = sorted({blk.lr for blk in self.blocks(method).values() if blk.lr})
         return f"try a smaller {' or '.join(names)}" if names else ""
-
-    # ---- Monte Carlo (rule 8) ----------------------------------------------------------
-    def sample(self, rng: np.random.Generator, size: int):
-        """A batch of ``size`` training prompts (any object :meth:`batch_loss_grad` accepts)."""
-        raise NotImplementedError(f"{self.name} has no Monte Carlo sampler")
-
-    def batch_loss_grad(self, state: dict, batch) -> tuple:
-        """``(mean loss, {block: gradient of the mean loss})`` on one batch."""
-        raise NotImplementedError(f"{self.name} has no Monte Carlo gradient")
 
     # ---- optional (rule 9) -------------------------------------------------------------
     def figures(self, result, outdir: str) -> list:
@@ -273,3 +232,46 @@ class Model(abc.ABC):
     def describe(self) -> dict:
         """What the manifest records about the model: name, reference and every parameter."""
         return {"model": self.name, "reference": self.reference, "params": dict(self.config)}
+
+
+class ExactLoss(abc.ABC):
+    """Opt-in part of the contract for the exact methods (rule 7): a model whose population loss
+    has a closed form subclasses ``Model`` and this; ``gd`` and ``flow`` refuse any other."""
+
+    @abc.abstractmethod
+    def loss_grad(self, state: dict) -> Evaluation:
+        """The exact population loss, its gradient with respect to every block and the gap to the
+        optimum (:class:`Evaluation`)."""
+
+    def movable(self, method: str) -> dict:
+        """``{block: boolean mask}`` of the entries that move (default: every entry of every block
+        with a step size).  The flow integrates only these; Huang's empty classes never move."""
+        return {}
+
+    def direction(self, state: dict, grads: dict) -> dict:
+        """The descent direction of each block given its gradient (default: the gradient)."""
+        return grads
+
+    def direction_jacobian(self, state: dict):
+        """Optional: ``d direction / d state`` over the concatenated, flattened blocks (C order, in
+        the order of :meth:`Model.blocks`), for implicit flow integrators; None when not available."""
+        return None
+
+    advance = None
+    """Optional compiled fast path of exact GD: a method ``advance(state, lrs, start, stop,
+    monitor) -> (status, step)`` that does in place what :func:`dynamics.methods.gd.advance_python`
+    does, step for step, reading and updating the monitor's documented fields.  None: the generic
+    loop runs."""
+
+
+class SampledLoss(abc.ABC):
+    """Opt-in part of the contract for Monte Carlo training (rule 8): a model whose prompts can
+    be sampled subclasses ``Model`` and this; ``mc`` refuses any other."""
+
+    @abc.abstractmethod
+    def sample(self, rng: np.random.Generator, size: int):
+        """A batch of ``size`` training prompts: a tuple of arrays whose first axis is the prompt."""
+
+    @abc.abstractmethod
+    def batch_loss_grad(self, state: dict, batch) -> tuple:
+        """``(mean loss, {block: gradient of the mean loss})`` on one batch."""

@@ -8,12 +8,18 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
+import os  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from dynamics.core.atomic import atomic_write_bytes  # noqa: E402
 
-__all__ = ["plt", "save_figure", "write_table", "fmt"]
+__all__ = ["plt", "save_figure", "write_table", "fmt", "STYLE"]
+
+STYLE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "icl.mplstyle")
+"""The one style file of every figure (grid, font sizes, legend frames, error-bar caps)."""
+plt.style.use(STYLE)
 
 
 def save_figure(fig, path: str, dpi: int = 110) -> str:

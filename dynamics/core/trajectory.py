@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from dynamics.core.atomic import atomic_write_bytes
+from dynamics.core.atomic import atomic_write_bytes, json_default
 
 
 def snapshot_steps(steps: int, count: int = 200) -> np.ndarray:
@@ -102,15 +102,7 @@ def dataset_bytes(ds: xr.Dataset) -> bytes:
 def _attr(v):
     if isinstance(v, (str, int, float, np.integer, np.floating)) and not isinstance(v, bool):
         return v
-    return json.dumps(v, default=_jsonable, sort_keys=True)
-
-
-def _jsonable(x):
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    raise TypeError(f"not JSON serialisable: {type(x)}")
+    return json.dumps(v, default=json_default, sort_keys=True)
 
 
 def write_dataset(path: str, ds: xr.Dataset) -> None:
@@ -177,5 +169,5 @@ class Result:
         write_dataset(res, self.ds)
         blocks = self.model.blocks(self.method)
         write_dataset(st, state_dataset(self.state, blocks, {"model": self.model.name, "method": self.method},
-                                        replicas=self.method == "mc"))
+                                        replicas="replica" in self.ds.dims))
         return [res, st]

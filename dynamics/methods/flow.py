@@ -15,6 +15,10 @@ import numpy as np
 from scipy.integrate import solve_ivp
 from scipy.optimize import brentq
 
+from dynamics.core.contract import ExactLoss
+from dynamics.methods.base import Method, Outcome
+from dynamics.methods.params import PARAMS
+
 
 class Packing:
     """Maps the moving entries of a state's blocks to one vector and back."""
@@ -133,3 +137,25 @@ def _first_crossings(gap_at, dense, times, ys, levels):
             a, b = times[i - 1], times[i]
             out[p, j] = brentq(f, a, b, xtol=1e-12 * max(1.0, b), rtol=1e-12) if f(a) > 0 else a
     return out
+
+
+class Flow(Method):
+    """The gradient flow of the exact population loss (:func:`run_flow`), time in GD steps."""
+
+    name = "flow"
+    params = PARAMS["flow"]
+    requires = ExactLoss
+    exact = True
+    manifest_keys = ("rhs_evaluations", "stopped_at")
+
+    def run(self, model, state, *, save_at, recorder, progress=None, on_checkpoint=None, resume=None):
+        c = model.config
+        if resume is not None:
+            raise ValueError("the gradient flow does not checkpoint; it cannot resume")
+        state, times, extra = run_flow(model, state, steps=int(c["steps"]), save_at=save_at, recorder=recorder,
+                                       rtol=c["flow_rtol"], atol=c["flow_atol"], levels=c["levels"], eps=c["eps"],
+                                       progress=progress, integrator=c["flow_integrator"])
+        if "stopped_at" in extra:
+            return Outcome(state, times, "converged", f"every gap to the optimum <= eps = {c['eps']:g} at t = "
+                                                      f"{extra['stopped_at']:.6g}", extra)
+        return Outcome(state, times, "completed", "", extra)

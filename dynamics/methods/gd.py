@@ -22,6 +22,9 @@ import time
 import numpy as np
 
 from dynamics.core.errors import SimulationDiverged
+from dynamics.core.contract import ExactLoss
+from dynamics.methods.base import Method, Outcome
+from dynamics.methods.params import PARAMS
 
 OK, STOPPED, NONFINITE, RISING = 0, 1, 2, 3
 """Status codes of a segment."""
@@ -124,22 +127,37 @@ def plain_step(state: dict, direction: dict, lrs: dict) -> None:
         state[b] -= lr * direction[b]
 
 
-def _finite(state, grads) -> bool:
-    return all(np.all(np.isfinite(a)) for a in state.values()) and all(np.all(np.isfinite(g)) for g in grads.values())
+def all_finite(loss, arrays: dict) -> bool:
+    """The loss and every entry of ``arrays`` finite: a NaN or inf anywhere makes an array's sum
+    non-finite, and a sum costs one pass without the temporary of ``isfinite``.  (A state becomes
+    non-finite only through a non-finite step, which this sees one step earlier.)"""
+    return bool(np.isfinite(loss)) and all(np.isfinite(np.sum(a)) for a in arrays.values())
 
 
 def advance_python(model, state, lrs, start, stop, monitor, optimizer=None):
-    """Exact GD (or Adam, with ``optimizer``) from ``start`` to ``stop`` through ``model.loss_grad``.
+    """Exact GD (or Adam, with ``optimizer``) from ``start`` to ``stop`` through ``model.loss_grad``:
+    the definition of the GD loop's semantics.
+
+    At each step ``t`` from ``start``: evaluate the state (:meth:`Model.loss_grad`), form the
+    descent direction (:meth:`Model.direction`) unless ``t = stop``, let the monitor check the
+    step (:meth:`Monitor.check`: non-finite values, rises, first crossings, the ``eps`` rule; a
+    ``FloatingPointError`` from the model counts as a non-finite value),
+    return on any status but OK or at ``stop``, else update.  A model's compiled fast path
+    (``Model.advance``) must do the same, step for step (Huang's does; a test compares them).
 
     Returns ``(status, step)``; ``state`` holds the state at ``step``.
     """
     t = int(start)
     while True:
-        ev = model.loss_grad(state)
-        status = monitor.check(t, ev.loss, ev.gap, _finite(state, ev.grads))
-        if status != OK or t >= stop:
+        try:
+            ev = model.loss_grad(state)
+        except FloatingPointError:  # the model found a non-finite value (no silent NaN): divergence
+            return NONFINITE, t
+        moving = t < stop
+        d = model.direction(state, ev.grads) if moving else ev.grads
+        status = monitor.check(t, ev.loss, ev.gap, all_finite(ev.loss, d))
+        if status != OK or not moving:
             return status, t
-        d = model.direction(state, ev.grads)
         if optimizer is None:
             plain_step(state, d, lrs)
         else:
@@ -187,7 +205,7 @@ def run_gd(model, state, *, steps, save_at, recorder, eps=None, patience=50, lev
             stop = min(stop, int(save_at[pos]))
         if next_ckpt is not None:
             stop = min(stop, next_ckpt)
-        if opt is None:
+        if opt is None and model.advance is not None:
             status, reached = model.advance(state, lrs, step, stop, monitor)
         else:
             status, reached = advance_python(model, state, lrs, step, stop, monitor, opt)
@@ -218,3 +236,29 @@ def run_gd(model, state, *, steps, save_at, recorder, eps=None, patience=50, lev
         raise SimulationDiverged(f"run diverged at step {step}: {why}" + (f"; {hint}" if hint else ""),
                                  (status, step, times, extra))
     return status, step, times, extra
+
+
+def adam_params(config: dict) -> tuple:
+    """``(beta1, beta2, eps)`` of Adam from a model's resolved parameters."""
+    return config["adam_beta1"], config["adam_beta2"], config["adam_eps"]
+
+
+class GD(Method):
+    """Exact gradient descent on the population loss (:func:`run_gd`); plain or Adam."""
+
+    name = "gd"
+    params = PARAMS["gd"]
+    requires = ExactLoss
+    exact = True
+    checkpoint_keys = ("state", "records", "step", "pos", "monitor")
+
+    def run(self, model, state, *, save_at, recorder, progress=None, on_checkpoint=None, resume=None):
+        c = model.config
+        st, step, times, extra = run_gd(
+            model, state, steps=int(c["steps"]), save_at=save_at, recorder=recorder, eps=c["eps"],
+            patience=c["patience"], levels=c["levels"], optimizer=c["optimizer"], adam=adam_params(c),
+            checkpoint_every=c["checkpoint_every"], on_checkpoint=on_checkpoint, resume=resume, progress=progress)
+        if st == STOPPED:
+            return Outcome(state, times, "converged", f"every gap to the optimum <= eps = {c['eps']:g} at step {step}",
+                           extra)
+        return Outcome(state, times, "completed", "", extra)

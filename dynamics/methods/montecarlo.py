@@ -26,7 +26,10 @@ import time
 import numpy as np
 
 from dynamics.core.errors import SimulationDiverged
-from dynamics.methods.gd import Adam, plain_step
+from dynamics.core.contract import SampledLoss
+from dynamics.methods.base import TRAIN_LOSS, Method, Outcome
+from dynamics.methods.gd import Adam, adam_params, plain_step
+from dynamics.methods.params import PARAMS
 
 STREAMS = ("init", "data", "train", "eval")
 
@@ -144,3 +147,22 @@ def run_mc(model, *, steps, save_at, recorder, seed=0, replicas=1, batch=256, tr
                                finals={k: np.array(v) for k, v in finals.items()}))
     final = {b: np.stack(v) for b, v in finals.items()}
     return final, {"wall_s": time.perf_counter() - t0}
+
+
+class MonteCarlo(Method):
+    """Monte Carlo SGD or Adam on sampled prompts (:func:`run_mc`), ``replicas`` independent runs."""
+
+    name = "mc"
+    params = PARAMS["mc"]
+    requires = SampledLoss
+    replicated = True
+    extra_observables = {"train_loss": TRAIN_LOSS}
+    checkpoint_keys = ("records", "replica", "finals")
+
+    def run(self, model, state, *, save_at, recorder, progress=None, on_checkpoint=None, resume=None):
+        c = model.config
+        final, extra = run_mc(model, steps=int(c["steps"]), save_at=save_at, recorder=recorder, seed=c["seed"],
+                              replicas=c["replicas"], batch=c["batch"], train_set=c["train_set"],
+                              optimizer=c["optimizer"], adam=adam_params(c), checkpoint_every=c["checkpoint_every"],
+                              on_checkpoint=on_checkpoint, resume=resume, progress=progress)
+        return Outcome(final, save_at.astype(np.float64), "completed", "", extra)

@@ -26,7 +26,8 @@ import sys
 
 from dynamics.sweep.grid import Grid, build_grid
 from dynamics.sweep.runner import CRASH_ENV, CRASH_WAIT_ENV, SweepReport, run_point, run_sweep
-from dynamics.sweep.spec import SpecError, SweepOutput, SweepSpec, load_spec, parse_spec
+from dynamics.core.contract import SweepOutput
+from dynamics.sweep.spec import SpecError, SweepSpec, load_spec, parse_spec
 from dynamics.sweep.store import FORMAT, load_sweep
 
 __all__ = ["run_sweep", "load_sweep", "load_spec", "parse_spec", "build_grid", "run_point", "main", "SpecError",

@@ -32,10 +32,10 @@ import ast
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
+from dynamics import methods
 from dynamics.core.errors import UsageError
 
 RUN_KEYS = ("method",)
@@ -52,17 +52,6 @@ _UN = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 class SpecError(UsageError):
     """A sweep spec that cannot be run: the message names the key or point and the rule."""
-
-
-@dataclass(frozen=True)
-class SweepOutput:
-    """An extra output a model registers (``Model.sweep_outputs``): ``arg`` is the kind of value the
-    spec gives (``flag`` true, ``eps`` one positive number), ``fn(result, arg)`` returns an
-    :class:`xarray.DataArray` (its dimensions labelled), ``doc`` says what it is."""
-
-    arg: str
-    fn: Callable
-    doc: str
 
 
 @dataclass
@@ -177,8 +166,9 @@ def check_outputs(outputs: dict, model_cls, method_values, source: str) -> None:
             if not (isinstance(arg, list) and arg and all(isinstance(e, (int, float)) and not isinstance(e, bool)
                                                          and e > 0 for e in arg)):
                 raise SpecError(f"{source}: [outputs] first_below takes a non-empty list of levels > 0, got {arg!r}")
-            if any(m not in ("gd", "flow") for m in method_values):
-                raise SpecError(f"{source}: [outputs] first_below needs an exact method (gd or flow)")
+            exact = [m for m in methods.names() if methods.get(m).exact]
+            if any(m not in exact for m in method_values):
+                raise SpecError(f"{source}: [outputs] first_below needs an exact method ({' or '.join(exact)})")
         elif key == "at":
             ok = isinstance(arg, dict) and set(arg) == {"t", "observables"} and isinstance(arg["t"], list) and \
                 arg["t"] and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in arg["t"]) and \

@@ -4,12 +4,12 @@ import os
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from dynamics import reproduce as front
 from dynamics.models.huang2024 import reproduce
 from dynamics.models.huang2024.phases import detect_phases, phase_setting
 from dynamics.simulate import simulate
-from dynamics.sweep import load_sweep
 
 
 def files(folder, *names):
@@ -107,9 +107,9 @@ def test_phases_target_order_and_gd_matches_flow(tmp_path):
 # ---------------------------------------------------------------- scaling
 def test_scaling_exponents_within_bands_of_the_theorem(tmp_path):
     r = reproduce.scaling(str(tmp_path), quick=True, workers=2, processes=False)
-    assert files(tmp_path, "scaling.png", "scaling_times.md", "scaling_fits.csv", "scaling_sweep.nc")
-    ds = load_sweep(r["sweep_path"])  # the sweep runner's dataset
-    assert ds["first_below"].dims == ("K", "query_class", "eps")
+    assert files(tmp_path, "scaling.png", "scaling_times.md", "scaling_fits.csv", "scaling_points.nc")
+    ds = xr.open_dataset(r["points_path"])  # one run per K
+    assert ds["first_below"].dims == ("K", "eps", "query_class")
     assert ds["N"].values.tolist() == [K * K for K in r["Ks"]]
     assert np.all(np.isfinite(r["T1"])) and np.all(np.isfinite(r["Tk"]))
     # T_1 = O(log(eps^-1/2) / eps): leading power 1 in 1/eps.  Band +-0.15: the log factor adds at

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.core.trajectory import state_dataset, write_dataset
 from dynamics.models.li2024 import analyze
 from dynamics.models.li2024.state import load_state

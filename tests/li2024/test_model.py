@@ -6,7 +6,7 @@ import pytest
 from dynamics.core.params import ParamError
 from dynamics.core.trajectory import Recorder, Result, state_dataset, write_dataset
 from dynamics.methods.montecarlo import run_mc
-from dynamics.models import REGISTRY, get
+from dynamics.models import get
 from dynamics.models.li2024.model import Li2024
 from dynamics.models.li2024.pruning import check_rate, prune, pruned_count, pruning_errors
 from dynamics.models.li2024.state import load_state
@@ -45,7 +45,6 @@ def test_bad_pruning_rate(rate):
 
 
 def test_registry_and_method_refusal():
-    assert REGISTRY["li2024"] == "dynamics.models.li2024.model:Li2024"
     assert get("li2024") is Li2024
     with pytest.raises(ParamError, match="does not support method 'gd'"):
         Li2024.supports("gd")

@@ -4,7 +4,6 @@ prompts per replica and grid point).
 
 A claim "A below B" is decided when the difference exceeds 5 standard errors of the difference
 (the tables' replica standard errors combined in quadrature)."""
-import csv
 import os
 
 import numpy as np

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from dynamics.core.cli import simulate_main
+from dynamics.simulate import simulate_main
 from dynamics.core.params import ParamError
 from dynamics.models.li2024_cot.model import Li2024CoT
 from dynamics.reproduce import targets

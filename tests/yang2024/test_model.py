@@ -106,7 +106,7 @@ def test_user_dictionary(tmp_path):
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path, capsys):
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     rc = simulate_main(["--model", "yang2024", "--H", "0", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip().splitlines()
@@ -237,7 +237,7 @@ def test_crosscheck_passes_and_fails_for_a_wrong_step():
 
 # ---------------------------------------------------------------- run directory
 def test_run_directory_figures_and_manifest(tmp_path):
-    from dynamics.core.cli import simulate_main
+    from dynamics.simulate import simulate_main
 
     out = tmp_path / "run"
     cfg = tmp_path / "c.toml"
@@ -266,6 +266,7 @@ def test_sweep_over_heads_gives_the_numbers_of_single_runs(tmp_path):
     directly, bit for bit."""
     import xarray as xr
 
+    pytest.importorskip("distributed", reason="the sweep runner needs the sweep extra (Dask distributed)")
     from dynamics.sweep import run_sweep
 
     fixed = {**{k: v for k, v in SMALL.items() if k != "H"}, "steps": 300}

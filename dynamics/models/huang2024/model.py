@@ -14,7 +14,8 @@ from functools import cached_property
 import numpy as np
 
 from dynamics.core import validate
-from dynamics.core.contract import Block, Evaluation, Model, Observable, declare
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
+from dynamics.methods import declare
 from dynamics.core.jit import jit
 from dynamics.core.params import Param, ParamError, ParamSet, nonnegative_float, positive_float, positive_int
 from dynamics.core.rng import model_rng
@@ -24,6 +25,7 @@ from dynamics.models.huang2024.classes import ClassStructure
 from dynamics.models.huang2024.engine import ReducedEvaluation
 from dynamics.models.huang2024.jacobian import reduced_jacobian
 from dynamics.models.huang2024.quadrature import DEFAULT_H, reduced_kernel, tail_weights
+from dynamics.models.huang2024.phases import SWEEP_OUTPUTS
 from dynamics.models.huang2024.result import HuangResult
 from dynamics.models.huang2024.theory import optimum
 
@@ -55,7 +57,7 @@ MC_MAX_K = 2000
 """The Monte Carlo model keeps K x K scores: modest K only."""
 
 
-class Huang2024(Model):
+class Huang2024(Model, ExactLoss, SampledLoss):
     """One-layer softmax attention learning linear functions in context (Huang, Cheng, Liang 2024).
 
     Exact state: ``coords`` (F, F + 1), ``coords[f, 0] = A_k`` and ``coords[f, 1 + g] =
@@ -302,8 +304,6 @@ class Huang2024(Model):
 
     @classmethod
     def sweep_outputs(cls):
-        from dynamics.models.huang2024.phases import SWEEP_OUTPUTS
-
         return SWEEP_OUTPUTS
 
 

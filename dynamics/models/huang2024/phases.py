@@ -50,6 +50,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import xarray as xr
+
+from dynamics.core.contract import SweepOutput
 
 __all__ = ["Phases", "detect_phases", "all_phases", "phase_setting", "MAX_BOUNDARIES"]
 
@@ -246,10 +249,15 @@ def all_phases(res, *, eps: float = 1e-3, attn_fraction: float = 0.5):
     return [detect_phases(res, f, eps=eps, attn_fraction=attn_fraction) for f in range(res.structure.F)]
 
 
-def _phase_times(res, eps):
-    """Sweep output: the phase boundaries of every query class (NaN-padded to MAX_BOUNDARIES)."""
-    import xarray as xr
+def phase_times(res, eps):
+    """The phase boundaries of every query class at level ``eps`` (a sweep output).
 
+    Returns
+    -------
+    xarray.DataArray, dims (query_class, boundary)
+        Boundary times ``tau_1, tau_2, ...`` (exact GD steps, or flow time in GD steps), NaN-padded
+        to ``MAX_BOUNDARIES``.
+    """
     v = np.full((res.structure.F, MAX_BOUNDARIES), np.nan)
     for f, ph in enumerate(all_phases(res, eps=eps)):
         v[f, : ph.times.size] = ph.times
@@ -258,11 +266,5 @@ def _phase_times(res, eps):
                                 "boundary": np.array([f"tau{i + 1}" for i in range(MAX_BOUNDARIES)])})
 
 
-def _sweep_outputs():
-    from dynamics.sweep.spec import SweepOutput
-
-    return {"phase_times": SweepOutput("eps", _phase_times, "exact phase boundaries (dynamics.models.huang2024."
-                                                           "phases) for this eps")}
-
-
-SWEEP_OUTPUTS = _sweep_outputs()
+SWEEP_OUTPUTS = {"phase_times": SweepOutput("eps", phase_times, "exact phase boundaries (dynamics.models."
+                                                                 "huang2024.phases) for this eps")}

@@ -25,10 +25,17 @@ import os
 import time
 
 import numpy as np
+import xarray as xr
 
-from dynamics.core.report import plt, save_figure as _save, write_table
+from dynamics.core.parallel import pmap
+from dynamics.core.report import plt, write_table
+from dynamics.core.report import save_figure as _save
+from dynamics.core.trajectory import write_dataset
+from dynamics.methods.run import run
+from dynamics.models.huang2024.model import Huang2024
+from dynamics.models.huang2024.montecarlo import train_mc
+from dynamics.models.huang2024.phases import all_phases, detect_phases, phase_times
 from dynamics.models.huang2024.theory import theorem_T1, theorem_Tk
-
 
 
 # --------------------------------------------------------------------------- helpers
@@ -42,9 +49,7 @@ def loglog_slope(x, y):
 
 
 def _run(preset, K, N, steps, method="gd", snapshots=400, **kw):
-    from dynamics.simulate import simulate
-
-    return simulate("huang2024", method, K=K, N=N, preset=preset, **({"p1": 0.5} if preset == "imbalanced" else {}),
+    return run(Huang2024, method, K=K, N=N, preset=preset, **({"p1": 0.5} if preset == "imbalanced" else {}),
                     eta=1.0, steps=steps, snapshots=snapshots, **kw)
 
 
@@ -146,13 +151,18 @@ def _shade(ax, ph, tmin):
                 fontweight="bold")
 
 
+def _phases_point(job):
+    """Phase boundaries (query class, boundary) of the flow at one K with N = K^2."""
+    preset, K, snapshots, eps = job
+    res = run(Huang2024, "flow", preset=preset, K=K, N=K ** 2, eta=1.0, snapshots=snapshots,
+              steps=int(np.ceil(20 * K ** 2 * np.log(K) + 1e5 * K)))
+    return phase_times(res, eps).values
+
+
 def phases(out, quick=False, workers=None, processes=None):
     """The paper's training phases (:mod:`dynamics.models.huang2024.phases`): balanced two phases, an
-    under-represented feature's four phases; transition-time tables.  ``processes``: Dask worker
-    processes for the sweep over K (default: threads when ``quick``, no start-up cost)."""
-    from dynamics.models.huang2024.phases import all_phases, detect_phases
-    from dynamics.sweep import load_sweep, run_sweep
-
+    under-represented feature's four phases; transition-time tables.  ``processes``: worker
+    processes for the runs over K (default: threads when ``quick``, no start-up cost)."""
     os.makedirs(out, exist_ok=True)
     eps = 1e-3
     steps = 20_000
@@ -207,19 +217,12 @@ def phases(out, quick=False, workers=None, processes=None):
     table = write_table(os.path.join(out, "phases"),
                         ["setting", "phase ends", "boundary condition", "t (exact GD step)", "snapshot before"],
                         rows, "Phase transition times, K = 10, N = 100, eta = 1 (exact GD)")
-    # The same boundaries over K with N = K^2 (gradient flow, through the sweep runner).
+    # The same boundaries over K with N = K^2 (gradient flow, one run per K in parallel).
     Ks = [10, 30] if quick else [10, 30, 100, 300, 1000, 3000, 10_000]
-    spec = dict(model="huang2024", name="phases-over-K",
-                fixed=dict(preset="imbalanced", eta=1.0, method="flow", snapshots=300 if quick else 1500),
-                derived=dict(N="K**2", steps="ceil(20 * K**2 * log(K) + 1e5 * K)"),
-                sweep=dict(K=Ks), outputs=dict(phase_times=eps))
-    for preset in ("imbalanced", "balanced"):
-        spec["fixed"]["preset"] = preset
-        rep = run_sweep(spec, os.path.join(out, f"phases_over_K_{preset}.nc"), workers=workers, processes=processes)
-        if not rep.ok:
-            raise RuntimeError("phases sweep failed: " + "; ".join(rep.errors))
-    over_K_i = load_sweep(os.path.join(out, "phases_over_K_imbalanced.nc"))["phase_times"].values
-    over_K_b = load_sweep(os.path.join(out, "phases_over_K_balanced.nc"))["phase_times"].values
+    snaps = 300 if quick else 1500
+    jobs = [(preset, K, snaps, eps) for preset in ("imbalanced", "balanced") for K in Ks]
+    times = pmap(_phases_point, jobs, workers, processes)
+    over_K_i, over_K_b = np.array(times[:len(Ks)]), np.array(times[len(Ks):])  # (K, query class, boundary)
     krows = [[K, *over_K_b[i, 0, :2], over_K_i[i, 0, 0], *over_K_i[i, 1, :4]] for i, K in enumerate(Ks)]
     ktable = write_table(os.path.join(out, "phases_over_K"),
                          ["K", "balanced tau1 (Attn_k>=1/2)", f"balanced tau2 (gap<={eps:g})",
@@ -231,35 +234,39 @@ def phases(out, quick=False, workers=None, processes=None):
 
 
 # --------------------------------------------------------------------------- scaling
+def _scaling_point(job):
+    """``(first_below (eps, class), final gap (class))`` of one run at K with N = K^2."""
+    method, K, snapshots, steps, eps = job
+    if steps is None:
+        steps = int(np.ceil(20 * K ** 2 * np.log(K) + 100 * K / min(eps)))
+    res = run(Huang2024, method, preset="imbalanced", p1=0.5, K=K, N=K ** 2, eta=1.0, snapshots=snapshots,
+              steps=steps, levels=list(eps))
+    return res.ds["first_below"].transpose("level", ...).values, res.ds["gap"].isel(t=-1).values
+
+
 def scaling(out, quick=False, workers=None, processes=None):
     """Convergence times against the paper's theorem: ``T_1(eps)`` and ``T_k(K, eps)`` with
     ``N = K^2`` (gradient flow; time in GD steps, eta = 1), fitted log-log exponents."""
-    from dynamics.sweep import load_sweep, run_sweep
-
     os.makedirs(out, exist_ok=True)
     processes = (not quick) if processes is None else processes
     Ks = [10, 100, 1000, 10_000] if quick else [10, 30, 100, 300, 1000, 3000, 10_000, 30_000, 100_000, 300_000,
                                                 1_000_000]
     eps = [1e-2, 1e-3, 1e-4] if quick else [float(f"{m}e-{j}") for j in range(2, 11) for m in (3, 1)][1:]
-    spec = dict(model="huang2024", name="scaling",
-                fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="flow", snapshots=400 if quick else 1200),
-                derived=dict(N="K**2", steps=f"ceil(20 * K**2 * log(K) + 100 * K / {min(eps)!r})"),
-                sweep=dict(K=Ks), outputs=dict(first_below=eps, final=["gap"]))
     t0 = time.perf_counter()
-    rep = run_sweep(spec, os.path.join(out, "scaling_sweep.nc"), workers=workers, processes=processes)
-    if not rep.ok:
-        raise RuntimeError("scaling sweep failed: " + "; ".join(rep.errors))
-    ds = load_sweep(rep.path)
-    T = ds["first_below"].transpose("K", "eps", "query_class").values  # (K, eps, class)
+    snaps = 400 if quick else 1200
+    points = pmap(_scaling_point, [("flow", K, snaps, None, eps) for K in Ks], workers, processes)
+    T = np.array([p[0] for p in points])  # (K, eps, class)
+    final_gap = np.array([p[1] for p in points])  # (K, class)
     T1, Tk = T[:, :, 0], T[:, :, 1]
     # GD cross-check at K = 10: exact GD against the flow (eta = 1).
     gd_eps = eps[: 2] if quick else [e for e in eps if e >= 1e-4]
-    gd_spec = dict(model="huang2024", name="scaling-gd-check",
-                   fixed=dict(preset="imbalanced", p1=0.5, eta=1.0, method="gd", snapshots=1200,
-                              steps=8000 if quick else 60_000),
-                   sweep=dict(K=[10]), derived=dict(N="K**2"), outputs=dict(first_below=gd_eps))
-    rep_gd = run_sweep(gd_spec, os.path.join(out, "scaling_gd_check.nc"), workers=workers, processes=processes)
-    T_gd = load_sweep(rep_gd.path)["first_below"].transpose("K", "eps", "query_class").values[0]  # (eps, class)
+    T_gd = _scaling_point(("gd", 10, 1200, 8000 if quick else 60_000, gd_eps))[0]  # (eps, class)
+    ds = xr.Dataset({"first_below": (("K", "eps", "query_class"), T), "final_gap": (("K", "query_class"), final_gap)},
+                    coords={"K": Ks, "eps": eps, "N": ("K", [K ** 2 for K in Ks])},
+                    attrs={"description": "first GD step (flow time in GD steps) with L_k - L_k^* <= eps; "
+                                          "imbalanced p_1 = 1/2, eta = 1, N = K^2"})
+    points_path = os.path.join(out, "scaling_points.nc")
+    write_dataset(points_path, ds)
     wall = time.perf_counter() - t0
     eps_a = np.array(eps)
     inv = 1.0 / eps_a
@@ -325,7 +332,7 @@ def scaling(out, quick=False, workers=None, processes=None):
                           ["eps", "T_1 exact GD", "T_1 flow", "T_k exact GD", "T_k flow"], g_rows,
                           "Exact GD against gradient flow, K = 10, N = 100")
     return dict(Ks=Ks, eps=eps, T1=T1, Tk=Tk, T_gd=T_gd, gd_eps=gd_eps, b1=b1, b1_thm=b1_thm, c1=c1, bK=bK,
-                bK_thm=bK_thm, be=be, be_thm=be_thm, final_gap=ds["final_gap"].values, sweep_path=rep.path,
+                bK_thm=bK_thm, be=be, be_thm=be_thm, final_gap=final_gap, points_path=points_path,
                 tables=t_table + "\n" + f_table + "\n" + g_table, wall_s=wall)
 
 
@@ -335,8 +342,6 @@ def empirical(out, quick=False, workers=None, seed=2024):
     a fixed training set of ``M`` prompts (:func:`dynamics.models.huang2024.montecarlo.train_mc`, ``mode =
     "empirical"``; the paper uses ``M = 300``) compared with exact population GD (MODEL.md
     sections 2-5): ``L_k`` (Monte Carlo estimate on fresh prompts) and ``A_k = theta[k, k]``."""
-    from dynamics.models.huang2024.montecarlo import train_mc
-    from dynamics.simulate import simulate
 
     os.makedirs(out, exist_ok=True)
     K, N = 10, 100
@@ -345,7 +350,7 @@ def empirical(out, quick=False, workers=None, seed=2024):
     n_eval = 200 if quick else 2000
     p = np.r_[0.5, np.full(K - 1, 0.5 / (K - 1))]
     rec = np.unique(np.r_[0, np.round(np.logspace(0, np.log10(steps), 16 if quick else 25)).astype(np.int64)])
-    ex = simulate("huang2024", K=K, N=N, preset="imbalanced", p1=0.5, eta=1.0, steps=steps, save_at=rec)
+    ex = run(Huang2024, K=K, N=N, preset="imbalanced", p1=0.5, eta=1.0, steps=steps, save_at=rec)
     mc = {M: train_mc(K, K, p, N, 1.0, steps, mode="empirical", M=M, record_at=rec, n_eval=n_eval,
                       random_state=seed) for M in Ms}
 

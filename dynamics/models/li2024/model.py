@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, declare
+from dynamics.core.contract import Block, Model, Observable, SampledLoss
+from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.li2024 import analysis
@@ -55,7 +56,7 @@ def build_data(cfg: dict) -> DataModel:
                      other_label=cfg["other_label"])
 
 
-class Li2024(Model):
+class Li2024(Model, SampledLoss):
     """One-layer transformer with softmax attention and a ReLU MLP (H. Li et al., ICML 2024)."""
 
     name = "li2024"

@@ -1,7 +1,7 @@
 """Training replicas of H. Li et al.'s network and evaluating trained states on test grids.
 
 A reproduce target trains ``R`` replicas: replica ``r`` is one Monte Carlo run of the front end,
-``simulate("li2024", method="mc", seed=seed + r)``, so each replica draws its own data model (the
+``run(Li2024, method="mc", seed=seed + r)``, so each replica draws its own data model (the
 training tasks ``T_tr``, the ODI rotation, ...) as well as its own initialisation and prompts.
 The targets' means are therefore averages over the draw of ``T_tr`` too, which matters out of
 domain: the trained attention learns negative couplings between the two patterns of each
@@ -24,17 +24,16 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from dynamics.core.stats import mean_se
+from dynamics.methods.run import run
 from dynamics.models.li2024.evaluation import evaluate
-from dynamics.models.li2024.model import build_data
+from dynamics.models.li2024.model import Li2024, build_data
 from dynamics.models.shared.replicas import Replica, from_result
 
 
 def train_one(seed: int, steps: int, batch: int, snapshots: int, n_eval: int, params: dict) -> Replica:
-    """One Monte Carlo run through the front end with ``replicas = 1``."""
-    from dynamics.simulate import simulate
-
-    res = simulate("li2024", method="mc", seed=int(seed), replicas=1, steps=int(steps), batch=int(batch),
-                   snapshots=int(snapshots), n_eval=int(n_eval), **params)
+    """One Monte Carlo run (:func:`dynamics.methods.run.run`) with ``replicas = 1``."""
+    res = run(Li2024, method="mc", seed=int(seed), replicas=1, steps=int(steps), batch=int(batch),
+              snapshots=int(snapshots), n_eval=int(n_eval), **params)
     return from_result(res)
 
 

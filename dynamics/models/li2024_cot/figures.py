@@ -27,7 +27,6 @@ def _time_axis(ax, ylabel):
     ax.set_xscale("log")
     ax.set_xlabel("SGD iteration t")
     ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
 
 

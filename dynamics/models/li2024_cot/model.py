@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, declare
+from dynamics.core.contract import Block, Model, Observable, SampledLoss
+from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.shared import patterns
@@ -58,7 +59,7 @@ def build_data(cfg: dict) -> DataModel:
                      noise=cfg["noise"])
 
 
-class Li2024CoT(Model):
+class Li2024CoT(Model, SampledLoss):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"

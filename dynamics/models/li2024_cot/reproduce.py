@@ -18,12 +18,12 @@ import numpy as np
 from scipy import stats as sps
 
 from dynamics.core.report import write_table
-from dynamics.models.shared.figures import curves
 from dynamics.core.stats import mean_se as replica_mean
 from dynamics.models.li2024_cot import figures
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES
 from dynamics.models.li2024_cot.params import PARAMS
 from dynamics.models.li2024_cot.training import error_grid, train_replicas
+from dynamics.models.shared.figures import curves
 
 FULL = dict(replicas=8, steps=1000, n=2000, lengths=(1, 2, 5, 10, 20, 30, 40, 60, 80, 100), snapshots=40, n_obs=1000,
             alphas=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), Ks=(2, 3, 4, 5, 6), t_replicas=8, horizon=800, stride=5,

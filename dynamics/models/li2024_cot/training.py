@@ -1,6 +1,6 @@
 """Replicas of the chain-of-thought model trained through the front end, and test grids on them.
 
-Replica ``r`` of a reproduce target is the run ``simulate("li2024_cot", method="mc", seed=seed +
+Replica ``r`` of a reproduce target is the run ``run(Li2024CoT, method="mc", seed=seed +
 r)``: its own initialisation-free training stream, its own prompts and its own draw of the test
 task's correct steps (the statistics ``tau^f, rho^f, ...`` are the same for every draw).  Runs
 are independent, so ``workers > 1`` trains them in that many processes with identical results;
@@ -21,8 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from dynamics.models.shared.replicas import Replica, from_result
+from dynamics.methods.run import run
 from dynamics.models.li2024_cot.decoding import per_prompt
+from dynamics.models.li2024_cot.model import Li2024CoT
+from dynamics.models.shared.replicas import from_result
 
 MODEL = "li2024_cot"
 _DONE: dict = {}
@@ -30,11 +32,9 @@ _DONE: dict = {}
 
 
 def _run(job):
-    from dynamics.simulate import simulate
-
     seed, steps, snapshots, n_eval, save_at, params = job
-    res = simulate(MODEL, method="mc", seed=int(seed), replicas=1, steps=int(steps), snapshots=int(snapshots),
-                   n_eval=int(n_eval), save_at=save_at, **params)
+    res = run(Li2024CoT, method="mc", seed=int(seed), replicas=1, steps=int(steps), snapshots=int(snapshots),
+              n_eval=int(n_eval), save_at=save_at, **params)
     return from_result(res)
 
 

@@ -8,11 +8,11 @@ LINTHRESH = 1e-3
 
 
 def err_axis(ax, xlabel="test prompt length l_ts"):
-    """A classification-error axis: symlog below :data:`LINTHRESH`, limits [0, 1], grid."""
+    """A classification-error axis: symlog below :data:`LINTHRESH`, limits [0, 1] (the grid comes from
+    the style file)."""
     ax.set_yscale("symlog", linthresh=LINTHRESH)
     ax.set_ylim(0, 1)
     ax.set_xlabel(xlabel)
-    ax.grid(alpha=0.3)
 
 
 def curves(path, panels, title, ylabel="classification error"):

@@ -21,10 +21,10 @@ from functools import cached_property
 
 import numpy as np
 
-from dynamics.core.contract import Block, Evaluation, Model, Observable, declare
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
+from dynamics.methods import declare
 from dynamics.core.params import Param, ParamError, ParamSet, nonnegative_float, positive_float, positive_int
 from dynamics.core.rng import model_rng
-from dynamics.methods.gd import OK
 from dynamics.models.yang2024 import closed_form as cf
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.data import Problem, draw_dictionary, load_dictionary
@@ -82,7 +82,7 @@ PARAMS = ParamSet([
 ])
 
 
-class Yang2024(Model):
+class Yang2024(Model, ExactLoss, SampledLoss):
     """One-layer multi-head softmax attention learning ridge regression in context.
 
     Exact state: ``theta`` (H, N, K) (``theta_h = V^T Q_h V_all``) or ``Q`` (H, d, d), and ``w``
@@ -314,24 +314,6 @@ class Yang2024(Model):
         if "theta" in grads:
             return {"theta": cf.precondition(self.problem, grads["theta"]), "w": grads["w"]}
         return grads
-
-    def advance(self, state, lrs, start, stop, monitor):
-        """Exact GD from ``start`` to ``stop``: :func:`dynamics.methods.gd.advance_python`'s loop,
-        with the finiteness check on the loss and the sums of the updates (a non-finite entry
-        makes them non-finite) instead of a pass over every array, and in-place updates."""
-        t = int(start)
-        while True:
-            ev = self.loss_grad(state)
-            d = self.direction(state, ev.grads) if t < stop else ev.grads
-            finite = bool(np.isfinite(ev.loss)) and all(np.isfinite(g.sum()) for g in d.values())
-            status = monitor.check(t, ev.loss, ev.gap, finite)
-            if status != OK or t >= stop:
-                return status, t
-            for b, lr in lrs.items():
-                step = d[b]
-                step *= lr
-                state[b] -= step
-            t += 1
 
     def divergence_hint(self, method):
         eta = getattr(self, "eta_Q", self.config["eta_Q"])

@@ -27,11 +27,11 @@ from dynamics.core.errors import SimulationDiverged
 from dynamics.core.report import plt, save_figure, write_table
 from dynamics.core.rng import model_rng
 from dynamics.core.trajectory import snapshot_steps
+from dynamics.methods.run import run
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.analysis import fit_rate, series
 from dynamics.models.yang2024.data import Problem, draw_dictionary
 from dynamics.models.yang2024.model import ADAM_LR, Yang2024
-from dynamics.simulate import simulate
 
 FULL = dict(N=30, K=200, d=100, m=20, tau=0.01)
 """The paper's Fig 2 setting (tau: MODEL.md's choice)."""
@@ -67,7 +67,7 @@ def _exact_to_convergence(params, steps):
     model = Yang2024.create("gd", **params)
     L_star, limit = model.problem.L_star, 2.0 / model.ell0
     try:
-        res = simulate("yang2024", "gd", steps=steps, save_at=grid(steps), eps=EPS_REL * L_star,
+        res = run(Yang2024, "gd", steps=steps, save_at=grid(steps), eps=EPS_REL * L_star,
                        levels=list(LEVELS_REL * L_star), eta_Q=STEP_FRACTION * limit, check_step=False, **params)
     except SimulationDiverged as err:
         res = err.result
@@ -158,7 +158,7 @@ def yang_ridge(out, quick=False, workers=None):
     rows.append([f"exact GD at t = {int(res.t[i])}", int(res.t[i]), float(at["gap"]) / L_star, 0.0,
                  float(at["a_dist_max"]), 0.0, float(at["inference_id"]), 0.0, float(at["inference_ood"]), 0.0,
                  np.nan, np.nan])
-    mc = simulate("yang2024", "mc", steps=mc_steps, save_at=grid(mc_steps, 30, 30), replicas=R, batch=256,
+    mc = run(Yang2024, "mc", steps=mc_steps, save_at=grid(mc_steps, 30, 30), replicas=R, batch=256,
                   eta_Q=float(res.ds["eta_Q"]), check_step=False, **params)
     fin = mc.ds.isel(t=-1)
     row = ["Monte Carlo SGD (batch 256)", mc_steps]
@@ -198,8 +198,8 @@ def yang_fig2(out, quick=False, workers=None):
     steps = 3000 if quick else 10_000
     lr = 1e-3 if quick else ADAM_LR
     R = 2
-    exact = simulate("yang2024", "gd", optimizer="adam", eta_Q=lr, steps=steps, snapshots=60, **params)
-    mc = simulate("yang2024", "mc", optimizer="adam", eta_Q=lr, steps=steps, snapshots=60, replicas=R, batch=256,
+    exact = run(Yang2024, "gd", optimizer="adam", eta_Q=lr, steps=steps, snapshots=60, **params)
+    mc = run(Yang2024, "mc", optimizer="adam", eta_Q=lr, steps=steps, snapshots=60, replicas=R, batch=256,
                   **params)
     K = params["K"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
@@ -286,12 +286,12 @@ def yang_heads(out, quick=False, workers=None):
     for H in Hs:
         params = dict(base, H=H)
         try:
-            g = simulate("yang2024", "gd", eta_Q=eta, check_step=False, steps=gd_steps, save_at=grid(gd_steps),
+            g = run(Yang2024, "gd", eta_Q=eta, check_step=False, steps=gd_steps, save_at=grid(gd_steps),
                          **params)
             gstat = g.status
         except SimulationDiverged as err:
             g, gstat = err.result, f"diverged at t = {int(err.result.t[-1])}"
-        a = simulate("yang2024", "gd", optimizer="adam", eta_Q=lr, steps=adam_steps, save_at=grid(adam_steps),
+        a = run(Yang2024, "gd", optimizer="adam", eta_Q=lr, steps=adam_steps, save_at=grid(adam_steps),
                      patience=10 ** 9, **params)
         L_star = float(g.ds["L_star"])
         aloss = a.ds["loss"].values
