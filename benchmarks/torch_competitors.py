@@ -29,6 +29,15 @@ def _package_mc_step(model, batch, seed=0):
     return step
 
 
+def _sgd(torch, loss, W, trained, eta):
+    """``loss.backward()`` and ``W[k] -= eta * grad`` for the trained blocks."""
+    loss.backward()
+    with torch.no_grad():
+        for k in trained:
+            W[k] -= eta * W[k].grad
+            W[k].grad = None
+
+
 def _torch_li_step(model, batch, seed=0):
     import torch
 
@@ -48,11 +57,7 @@ def _torch_li_step(model, batch, seed=0):
         pbar = torch.bmm(attn.unsqueeze(1), cols).squeeze(1)
         F = torch.relu(pbar @ W["W_V"].T @ W["W_O"].T) @ W["a"]
         loss = torch.clamp(1.0 - z * F, min=0.0).mean()
-        loss.backward()
-        with torch.no_grad():
-            for k in trained:
-                W[k] -= eta * W[k].grad
-                W[k].grad = None
+        _sgd(torch, loss, W, trained, eta)
     return step
 
 
@@ -77,11 +82,7 @@ def _torch_cot_step(model, batch, seed=0):
         pbar = torch.bmm(attn.unsqueeze(1), P).squeeze(1)
         F = pbar @ W["W_V"].T
         loss = 0.5 * ((F - target) ** 2).sum(dim=1).mean()
-        loss.backward()
-        with torch.no_grad():
-            for k in trained:
-                W[k] -= eta * W[k].grad
-                W[k].grad = None
+        _sgd(torch, loss, W, trained, eta)
     return step
 
 

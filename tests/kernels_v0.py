@@ -7,28 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
+from dynamics.models.li2024.kernels import _mlp_forward  # unchanged by issue 21
 from dynamics.models.shared.attention import attention_backward, attention_forward, workspace
-
-
-@jit
-def _mlp_forward(W_V, W_O, a, pbar, v, h):
-    """``v = W_V pbar``, ``h = W_O v``; returns ``F = a^T ReLU(h)``."""
-    dv, d = W_V.shape
-    m = W_O.shape[0]
-    for k in range(dv):
-        acc = 0.0
-        for j in range(d):
-            acc += W_V[k, j] * pbar[j]
-        v[k] = acc
-    F = 0.0
-    for i in range(m):
-        acc = 0.0
-        for k in range(dv):
-            acc += W_O[i, k] * v[k]
-        h[i] = acc
-        if acc > 0.0:
-            F += a[i] * acc
-    return F
 
 
 @jit

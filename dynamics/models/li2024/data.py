@@ -30,7 +30,7 @@ import numpy as np
 
 from dynamics.core.jit import jit
 from dynamics.models.shared import patterns
-from dynamics.models.shared.draws import alpha_patterns, draws_need_other
+from dynamics.models.shared.draws import alpha_patterns, check_rule, draws_need_other
 
 DOMAINS = ("train", "id", "ood")
 """``train``: tasks ``T_tr``; ``id``: unseen in-domain tasks ``T \\ T_tr``; ``ood``: tasks ``T'``."""
@@ -197,13 +197,7 @@ class DataModel:
         size, length = int(size), int(length)
         alpha = float(alpha)
         n_rel = rel_vecs.shape[0]
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if alpha < 1.0 and n_rel <= 2:
-            raise ValueError(f"alpha < 1 needs a pattern outside the 2 relevant ones: n_patterns must be > 2, "
-                             f"got {n_rel}")
-        if length < 1:
-            raise ValueError(f"length must be an integer >= 1, got {length}")
+        check_rule(alpha, length, n_rel, 2)
         # The draws of patterns.example_patterns and of the rest, in the same calls and order as
         # before (the stream is unchanged); draws.alpha_patterns and assemble do the arithmetic.
         task_idx = rng.integers(0, len(tasks), size)

@@ -68,8 +68,8 @@ def _loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O,
         H = Pbar (W_O W_V)^T,   D = G^T Pbar,   dl/dW_O = D W_V^T,   dl/dW_V = W_O^T D,
         GP = G (W_O W_V)  (rows dl_b/dpbar_b),
 
-    then the attention's backward pass of :mod:`dynamics.models.shared.attention`.  Five matrix
-    products run over the batch (BLAS) and six ``d x d`` ones; the softmax and its backward pass
+    then the attention's backward pass of :mod:`dynamics.models.shared.attention`.  Seven matrix
+    products run over the batch (BLAS) and four ``d x d`` ones; the softmax and its backward pass
     are loops over the prompts (``prange``).  Prompts outside the margin (``1 - z F <= 0``) have
     zero rows of ``G`` and contribute exact zeros, as the skipped prompts of a per-prompt loop.
     """
@@ -82,7 +82,8 @@ def _loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O,
         n[b] = ncols
         qi[b] = L1 - 1
     Pq = gather_rows(P, qi)
-    U = Pq @ (W_Q.T @ W_K)                 # rows u_b = W_K^T W_Q p_q
+    T = Pq @ W_Q.T                         # rows t_b = W_Q p_q
+    U = T @ W_K                            # rows u_b = W_K^T t_b
     A = np.empty((B, L1))
     Pbar = np.empty((B, d))
     attend_batch(P, n, U, A, Pbar)
@@ -113,9 +114,8 @@ def _loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O,
     GP = G @ Wov                           # rows gp_b = W_V^T W_O^T g_b = dl_b/dpbar_b
     R = np.empty((B, d))
     attend_backward_batch(P, n, A, Pbar, GP, R, np.empty((B, L1)))
-    C = Pq.T @ R                           # sum_b p_q r_b^T
-    scale_into(gW_K, W_Q @ C, inv)
-    scale_into(gW_Q, W_K @ C.T, inv)
+    scale_into(gW_K, T.T @ R, inv)         # sum_b t_b r_b^T
+    scale_into(gW_Q, (R @ W_K.T).T @ Pq, inv)   # sum_b (W_K r_b) p_q^T
     return total * inv
 
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from dynamics.core.jit import jit
 from dynamics.models.shared import patterns
-from dynamics.models.shared.draws import alpha_patterns, draws_need_other
+from dynamics.models.shared.draws import alpha_patterns, check_rule, draws_need_other
 from dynamics.models.li2024_cot import transitions
 
 
@@ -173,10 +173,7 @@ class DataModel:
         M, K = self.mu.shape[0], self.K
         size, length = int(size), int(length)
         alpha = float(alpha)
-        if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-        if length < 1:
-            raise ValueError(f"length must be an integer >= 1, got {length}")
+        check_rule(alpha, length, M, 1)
         # the draws of patterns.example_patterns (r = 1), in the same calls and order (the stream is
         # unchanged); draws.alpha_patterns and chain_states do the arithmetic in one pass each
         z0 = rng.integers(0, M, size)

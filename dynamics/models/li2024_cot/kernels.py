@@ -43,7 +43,8 @@ def _loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
     dv = W_V.shape[0]
     inv = 1.0 / B
     Pq = gather_rows(P, n)
-    U = Pq @ (W_Q.T @ W_K)                 # rows u_b = W_K^T W_Q p_q
+    T = Pq @ W_Q.T                         # rows t_b = W_Q p_q
+    U = T @ W_K                            # rows u_b = W_K^T t_b
     A = np.empty((B, C))
     Pbar = np.empty((B, d))
     attend_batch(P, n, U, A, Pbar)
@@ -60,9 +61,8 @@ def _loss_grad_batch(W_Q, W_K, W_V, P, n, target, gW_Q, gW_K, gW_V):
     GP = Gr @ W_V                          # rows gp_b = W_V^T g_b = dl_b/dpbar_b
     R = np.empty((B, d))
     attend_backward_batch(P, n, A, Pbar, GP, R, np.empty((B, C)))
-    Cq = Pq.T @ R                          # sum_b p_q r_b^T
-    scale_into(gW_K, W_Q @ Cq, inv)
-    scale_into(gW_Q, W_K @ Cq.T, inv)
+    scale_into(gW_K, T.T @ R, inv)         # sum_b t_b r_b^T
+    scale_into(gW_Q, (R @ W_K.T).T @ Pq, inv)   # sum_b (W_K r_b) p_q^T
     return total * inv
 
 

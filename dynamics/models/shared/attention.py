@@ -35,12 +35,12 @@ Batched form (the training kernels of both systems; issue 21)
 Over a batch the ``d x d`` products are matrix products with ``B`` rows, done by BLAS, and only
 the ``O(n d)`` work per prompt is a loop (parallel over prompts, ``prange``):
 
-``U = Pq (W_Q^T W_K)`` (rows ``u_b = W_K^T W_Q p_{b,query}``); :func:`attend_batch` (scores,
+``T = Pq W_Q^T``, ``U = T W_K`` (rows ``t_b``, ``u_b = W_K^T t_b``); :func:`attend_batch` (scores,
 softmax, ``pbar_b``); given ``GP`` (rows ``gp_b = dL_b/dpbar_b``) :func:`attend_backward_batch`
 gives the rows ``r_b = sum_i e_{b,i} p_{b,i}``, and with the one ``d x d`` product
-``C = Pq^T R`` over the batch
+``T``
 
-    sum_b dL_b/dW_K = W_Q C,        sum_b dL_b/dW_Q = W_K C^T.
+    sum_b dL_b/dW_K = T^T R,        sum_b dL_b/dW_Q = (R W_K^T)^T Pq.
 
 Each prompt's loop is the same arithmetic, in the same order, as :func:`attention_forward` and
 :func:`attention_backward`; only the matrix products sum in BLAS's order (equal to rounding).

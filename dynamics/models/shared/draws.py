@@ -10,6 +10,9 @@ bit for bit; only the arithmetic that turns the draws into pattern indices moved
 
 API
 ---
+``check_rule(alpha, length, n_patterns, r)``
+    The argument rules of ``example_patterns`` (a ValueError naming the argument), checked before
+    anything is drawn.
 ``draws_need_other(u, alpha) -> bool``
     True when some example falls outside its prompt's relevant patterns (``u >= alpha``), i.e.
     when ``example_patterns`` draws the ``other`` array.
@@ -21,6 +24,18 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.jit import jit
+
+
+def check_rule(alpha: float, length: int, n_patterns: int, r: int) -> None:
+    """``alpha`` in (0, 1], ``length >= 1``, and a pattern outside the ``r`` relevant ones when
+    ``alpha < 1`` (the rules of ``example_patterns``)."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if length < 1:
+        raise ValueError(f"length must be an integer >= 1, got {length}")
+    if alpha < 1.0 and n_patterns <= r:
+        raise ValueError(f"alpha < 1 needs a pattern outside the {r} relevant ones: n_patterns must be > {r}, "
+                         f"got {n_patterns}")
 
 
 @jit
