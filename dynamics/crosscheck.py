@@ -10,7 +10,7 @@ value, the replica mean, its standard error and the z-score.
 Threshold.  With ``R`` replicas the studentised mean ``(mean - exact) / SE`` has a t law with
 ``R - 1`` degrees of freedom when the exact value is the replicas' mean (the replicas are
 independent and, for a large batch, nearly Gaussian).  Over ``m`` compared (entry, time) pairs a
-Bonferroni correction at family-wise level ``alpha`` gives the threshold
+Bonferroni correction at family-wise level ``alpha`` (``--false-alarm``) gives the threshold
 ``t_{R-1}^{-1}(1 - alpha / (2 m))``; the check fails if any ``|z|`` exceeds it.  SGD's mean differs
 from population GD by ``O(eta^2 / B)``: use a large batch.  A loss estimated by the replicas at
 their own noisy state exceeds the exact loss by a second-order term in the sampling noise; with a
@@ -32,7 +32,7 @@ from scipy import stats
 
 from dynamics.core.params import Param, ParamError
 
-ALPHA = Param("alpha", "float", 0.01, "family-wise false-alarm level of the Bonferroni t-test", low=0.0, high=0.5,
+ALPHA = Param("false_alarm", "float", 0.01, "family-wise false-alarm level alpha of the Bonferroni t-test", low=0.0, high=0.5,
               low_open=True)
 DEFAULTS = {"steps": 300, "snapshots": 12, "replicas": 8, "batch": 2000}
 """The cross-check's own defaults for the run length (declared in the methods; a short, precise run)."""
@@ -107,7 +107,7 @@ def _entries(ds_exact, ds_mc):
     return names, np.stack(ex, axis=-1), np.stack(mc, axis=-1)
 
 
-def crosscheck(model="huang2024", *, alpha=ALPHA.default, save_at=None, mc_overrides=None, **params) -> CrossCheck:
+def crosscheck(model="huang2024", *, false_alarm=ALPHA.default, save_at=None, mc_overrides=None, **params) -> CrossCheck:
     """Exact GD against ``replicas`` Monte Carlo trainings of ``model`` (see the module docstring).
 
     ``params``: any parameter of the model and of its ``gd`` and ``mc`` methods; each goes to the
@@ -125,7 +125,7 @@ def crosscheck(model="huang2024", *, alpha=ALPHA.default, save_at=None, mc_overr
         if m not in cls.methods:
             raise ParamError("model", f"the cross-check needs methods gd and mc; model {cls.name} supports "
                                       f"{', '.join(cls.methods)}")
-    alpha = ALPHA.coerce(alpha)
+    alpha = ALPHA.coerce(false_alarm)
     params = {**DEFAULTS, **cls.crosscheck_defaults(params), **params}
     split = {m: {k: v for k, v in params.items() if not cls.params[k].methods or m in cls.params[k].methods}
              for m in ("gd", "mc")} if all(k in cls.params for k in params) else None
@@ -217,8 +217,8 @@ def _main(argv):
         raise ParamError("model", f"the cross-check needs methods gd and mc; model {cls.name} supports "
                                   f"{', '.join(cls.methods)}")
     if ALPHA.name in cls.params:
-        raise ParamError("alpha", f"model {cls.name} declares a parameter alpha, which the cross-check's own "
-                                  "--alpha (its false-alarm level) would shadow")
+        raise ParamError(ALPHA.name, f"model {cls.name} declares a parameter {ALPHA.name}, which the cross-check's "
+                                     f"own {ALPHA.flag()} would shadow")
     ap = ArgParser(prog="python -m dynamics.crosscheck", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", choices=models.names(), help=f"the system (default {models.DEFAULT})")
     ap.add_argument("--out", default="runs/crosscheck", help="output folder (default runs/crosscheck)")
@@ -229,14 +229,14 @@ def _main(argv):
     add_params(ap, ParamSet([ALPHA]), "test")
     ns = ap.parse_args(argv)
     params = given(ns, shown.names())
-    alpha = ALPHA.coerce(getattr(ns, "alpha", ALPHA.default))
+    alpha = ALPHA.coerce(getattr(ns, ALPHA.name, ALPHA.default))
     out = rundir.check_writable_dir(ns.out)
     existing = [f for f in ("crosscheck.nc", "crosscheck.md", "overlay.png", "difference.png")
                 if os.path.exists(os.path.join(out, f))]
     if existing and not ns.overwrite:
         raise ParamError("out", f"--out {out} already holds a cross-check ({existing[0]}); add --overwrite or "
                                 "choose another folder")
-    cc = crosscheck(cls.name, alpha=alpha, **params)
+    cc = crosscheck(cls.name, false_alarm=alpha, **params)
     os.makedirs(out, exist_ok=True)
     write_dataset(os.path.join(out, "crosscheck.nc"), cc.dataset())
     atomic_write_bytes(os.path.join(out, "crosscheck.md"), (cc.table() + "\n").encode())

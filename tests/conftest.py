@@ -39,7 +39,7 @@ SLOW = (
     "tests/li2024/test_reproduce.py::test_li_alpha_required_length_falls_as_alpha_test_grows",
     "tests/li2024/test_reproduce.py::test_li_baselines_table_or_clean_skip",
     "tests/li2024/test_reproduce.py::test_li_mechanism_induction_head_and_embeddings",
-    "tests/li2024/test_reproduce.py::test_li_ood_error_falls_with_s1",
+    "tests/li2024/test_reproduce.py::test_li_ood_norm_tied_patterns_show_the_norm_effect",
     "tests/li2024/test_reproduce.py::test_li_pruning_magnitude_beats_random",
     "tests/li2024_cot/test_decoding.py::test_copying_attention_decodes_every_step",
     "tests/li2024_cot/test_reproduce.py::test_cot_length",

@@ -105,15 +105,15 @@ CASES = [
     ("simulate", ["--resume", "{tmp}/truncated", "--steps", "5"], "--resume continues the run"),
     # crosscheck
     ("crosscheck", ["--replicas", "1"], "replicas must be >= 2"),
-    ("crosscheck", ["--alpha", "0"], "alpha must be a finite number > 0"),
-    ("crosscheck", ["--alpha", "2"], "alpha must be"),
+    ("crosscheck", ["--false-alarm", "0"], "false_alarm must be a finite number > 0"),
+    ("crosscheck", ["--false-alarm", "2"], "false_alarm must be"),
     ("crosscheck", ["--batch", "0"], "batch must be an integer >= 1"),
     ("crosscheck", ["--K", "ten"], "K must be an integer"),
     ("crosscheck", ["--h", "50"], "h must be"),
     ("crosscheck", ["--out", "{tmp}/afile"], "is an existing file"),
     ("crosscheck", ["--model", "nope"], "model"),
     ("crosscheck", ["--model", "li2024"], "the cross-check needs methods gd and mc; model li2024 supports mc"),
-    ("crosscheck", ["--model", "li2024_cot"], "model li2024_cot supports mc"),
+    ("crosscheck", ["--model", "li2024_cot", "--alpha", "7"], "alpha must be"),
     # sweep
     ("sweep", ["{tmp}/missing.toml"], "spec file not found"),
     ("sweep", ["{tmp}/foreign"], "is a directory"),
@@ -208,7 +208,7 @@ def test_bad_input_exits_2_with_one_line(command, args, needle, tmp_path, capsys
 @pytest.mark.parametrize("args, needle", [
     (["-m", "dynamics.simulate", "--K", "ten"], "K must be an integer >= 2"),
     (["-m", "dynamics.sweep", "missing.toml"], "spec file not found"),
-    (["-m", "dynamics.crosscheck", "--alpha", "0"], "alpha must be"),
+    (["-m", "dynamics.crosscheck", "--false-alarm", "0"], "false_alarm must be"),
     (["-m", "dynamics.reproduce", "nonsense"], "target must be one of"),
 ])
 def test_real_processes(args, needle, tmp_path):

@@ -40,9 +40,20 @@ def _cases():
 CASES = list(_cases())
 
 
+def _small(model, p, method):
+    """Parameters that make an exact method affordable where the model's defaults are beyond its
+    cost bound (li2024_cot: ``crosscheck_defaults``, a small instance), for ``gd``/``flow`` only."""
+    if method not in ("gd", "flow"):
+        return {}
+    extra = models.get(model).crosscheck_defaults({p.name: p.default})
+    return {k: v for k, v in extra.items() if k in ("M", "K", "M_test") and k != p.name}
+
+
 @pytest.mark.parametrize("model, p, method", CASES)
 def test_command_line(model, p, method, tmp_path, capsys):
     base = ["--model", model, "--method", method, "--out", str(tmp_path / "run"), "--check"]
+    for k, v in _small(model, p, method).items():
+        base += [models.get(model).params[k].flag(), _text(v)]
     if p.default is not None:
         assert simulate_main(base + [p.flag(), _text(p.default)]) == 0, capsys.readouterr().err
         capsys.readouterr()
@@ -58,7 +69,8 @@ def test_command_line(model, p, method, tmp_path, capsys):
 def test_toml_config(model, p, method, tmp_path, capsys):
     def run(value):
         cfg = tmp_path / "c.toml"
-        cfg.write_text(f'model = "{model}"\nmethod = "{method}"\n{p.name} = {json.dumps(value)}\n')
+        small = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _small(model, p, method).items())
+        cfg.write_text(f'model = "{model}"\nmethod = "{method}"\n{small}{p.name} = {json.dumps(value)}\n')
         return simulate_main(["--config", str(cfg), "--out", str(tmp_path / "run"), "--check"])
 
     if p.default is not None:
@@ -78,8 +90,9 @@ def test_sweep_spec(model, p, method, tmp_path, capsys):
 
     def run(value):
         spec = tmp_path / "s.toml"
-        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n[sweep]\n{p.name} = [{json.dumps(value)}]\n'
-                        f'[outputs]\nreferences = true\n')
+        small = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _small(model, p, method).items())
+        spec.write_text(f'model = "{model}"\n[fixed]\nmethod = "{method}"\n{small}[sweep]\n{p.name} = '
+                        f'[{json.dumps(value)}]\n[outputs]\nreferences = true\n')
         return sweep_main([str(spec), "--check", "--quiet"])
 
     if p.default is not None:

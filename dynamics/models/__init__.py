@@ -9,6 +9,7 @@ REGISTRY = {
     "yang2024": "dynamics.models.yang2024.model:Yang2024",
     "li2024": "dynamics.models.li2024.model:Li2024",
     "li2024_cot": "dynamics.models.li2024_cot.model:Li2024CoT",
+    "zhang2024": "dynamics.models.zhang2024.model:Zhang2024",
 }
 """Model name -> ``"module:Class"``; adding a model adds one line here."""
 DEFAULT = "huang2024"

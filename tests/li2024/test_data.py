@@ -115,23 +115,23 @@ def test_training_tasks_are_the_smallest_covering_subset(M, frac, seed):
     assert len(T) / n_all >= frac - 1e-12
 
 
-def test_default_training_set_meets_theorem_1():
-    model = Li2024.create()
+def test_random_cover_meets_theorem_1_with_the_smallest_size():
+    model = Li2024.create(task_set="cover")
     n = len(model.data.train_tasks)
     assert n == 14 and n / 30 >= 5 ** -0.5 and (n - 1) / 30 < 5 ** -0.5
     assert len(all_tasks(6)) == 30
 
 
-@given(S1=st.floats(-3, 3), spread=st.sampled_from(["disjoint", "dirichlet"]), M1t=st.integers(2, 6),
+@given(S1=st.floats(-3, 3), spread=st.sampled_from(["tied", "dirichlet"]), M1t=st.integers(2, 6),
        seed=st.integers(0, 100))
 def test_odr_patterns_have_the_requested_coefficient_sum(S1, spread, M1t, seed):
-    model = Li2024.create(S1=S1, odr_spread=spread, M1_test=M1t, seed=seed, alpha_test=1.0)
+    model = Li2024.create(S1=S1, odr_construction=spread, M1_test=M1t, seed=seed, alpha_test=1.0)
     data = model.data
     # mu orthonormal: the coefficients are recovered as c_{j,i} = mu_i^T mu'_j
     c = data.odr @ data.mu.T
     assert np.allclose(c.sum(axis=1), S1, atol=1e-12)
     assert np.allclose(data.odr, c @ data.mu, atol=1e-12)
-    if spread == "disjoint" and S1 != 0:
+    if spread == "tied" and S1 != 0:
         gram = data.odr @ data.odr.T
         assert np.allclose(gram - np.diag(np.diag(gram)), 0, atol=1e-12)  # orthogonal ODR patterns
     if spread == "dirichlet":
@@ -151,7 +151,7 @@ def test_pattern_sets_are_orthonormal_and_odi_lie_in_the_idi_span(basis):
 
 def test_seed_fixes_draws_and_s1_does_not_move_the_training_tasks():
     base = build_data({**Li2024.create().config})
-    other = build_data({**Li2024.create(S1=0.3, odr_spread="dirichlet").config})
+    other = build_data({**Li2024.create(S1=0.3, odr_construction="dirichlet").config})
     assert np.array_equal(base.train_tasks, other.train_tasks)
     moved = build_data({**Li2024.create(seed=5).config})
     assert not np.array_equal(base.train_tasks, moved.train_tasks)

@@ -29,7 +29,7 @@ from dynamics.models.li2024.state import load_state
     ({"M1_test": 7}, "M1_test", "M1 = 6"),
     ({"M2_test": 30}, "M2_test", "M2 = 24"),
     ({"kappa_low": 0.5}, "kappa_low", "kappa_high"),
-    ({"odr_spread": "uniform"}, "odr_spread", "disjoint"),
+    ({"odr_construction": "uniform"}, "odr_construction", "sum_norm"),
 ])
 def test_bad_input_is_one_line_naming_the_parameter(given, name, words):
     with pytest.raises(ParamError) as exc:

@@ -72,6 +72,7 @@ class Huang2024(Model, ExactLoss, SampledLoss):
     params = declare(PARAMS, methods, {"steps": 100_000, "batch": 1000, "snapshots": 200})
     reproduce_targets = {name: f"dynamics.models.huang2024.reproduce:{name}"
                          for name in ("stagewise", "attention", "phases", "scaling", "empirical")}
+    claims = "dynamics.models.huang2024.claims:CLAIMS"
 
     # ---- parameters -----------------------------------------------------------------------
     @classmethod

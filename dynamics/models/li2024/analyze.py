@@ -14,8 +14,15 @@ into ``--out`` (default ``RUN_DIR/analysis``):
   magnitude-based and random pruning of ``W_O`` rows at the ``--rates`` (out of domain; each
   rate's change is paired on common test prompts).
 
-A run of another model, or a ``state.nc`` whose shapes do not fit ``config.json``, is refused in
-one line (exit status 2) before anything is computed.
+With any of ``--l-test``, ``--S1``, ``--alpha-prime``, ``--odr-norm``, ``--construction``,
+``--q-norm`` (comma-separated lists; ``--q-norm`` scales the test prompts' label embedding) it instead evaluates the saved weights on that grid of test settings without
+retraining (:func:`evaluate_run`) and writes ``evaluation.nc`` (dimensions ``replica`` and the
+swept settings; error, hinge loss and same-pattern attention in and out of domain with their
+standard errors) and the long table ``evaluation.csv``; the pruning options are refused there.
+
+A run of another model, a ``state.nc`` whose shapes do not fit ``config.json``, or a test setting
+outside the model's rules is refused in one line (exit status 2) before anything is computed or
+written.
 """
 from __future__ import annotations
 
@@ -27,7 +34,7 @@ import numpy as np
 from dynamics.core.errors import UsageError
 from dynamics.core.report import write_table
 from dynamics.models.li2024 import analysis, figures
-from dynamics.models.li2024.evaluation import evaluate
+from dynamics.models.li2024.evaluation import evaluate, evaluate_states
 from dynamics.models.li2024.pruning import check_rate, pruning_errors
 from dynamics.models.li2024.state import load_state
 
@@ -95,6 +102,39 @@ def analyze(folder: str, out: str | None = None, *, n: int = 2000, rates=None, d
     return tables
 
 
+GRID_FLAGS = {"l_test": ("--l-test", int), "S1": ("--S1", float), "alpha_test": ("--alpha-prime", float),
+              "odr_norm": ("--odr-norm", float), "odr_construction": ("--construction", str),
+              "q_norm": ("--q-norm", float)}
+"""Test settings the command line can sweep: setting -> (flag, kind)."""
+
+
+def evaluate_run(folder: str, grid: dict, out: str | None = None, *, n: int = 2000, seed: int = 0):
+    """Evaluate the saved replicas of ``folder`` on ``grid`` (``{setting: values}``,
+    :data:`~.evaluation.TEST_SETTINGS`); writes ``evaluation.nc`` and ``evaluation.csv`` into
+    ``out`` (default ``RUN_DIR/analysis``) and returns the :class:`xarray.Dataset`.  Every grid
+    point is checked against the model's rules before anything is evaluated or written."""
+    import itertools
+
+    from dynamics.models.li2024.evaluation import rebuild
+    from dynamics.models.shared.evaluate import write
+
+    model, states = load_run(folder)
+    names = list(grid)
+    for p in itertools.product(*grid.values()):  # refuse a bad point before the folder is created
+        rebuild(model, dict(zip(names, p)))
+    ds = evaluate_states([(model, st) for st in states], grid, n=n, seed=seed)
+    out = out or os.path.join(folder, "analysis")
+    os.makedirs(out, exist_ok=True)
+    write(os.path.join(out, "evaluation.nc"), ds)
+    qs = [v for v in ds.data_vars if not v.endswith("_se")]
+    df = ds.to_dataframe().reset_index()
+    rows = [tuple(r[c] for c in ["replica", *names]) + tuple(x for q in qs for x in (r[q], r[q + "_se"]))
+            for _, r in df.iterrows()]
+    write_table(os.path.join(out, "evaluation"), ["replica", *names, *[x for q in qs for x in (q, q + "_stderr")]],
+                rows, digits=True)
+    return ds
+
+
 def _se(v):
     v = np.asarray(v, dtype=np.float64)
     return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
@@ -109,14 +149,40 @@ def main(argv=None) -> int:
         ap.add_argument("run_dir", help="run directory of python -m dynamics.simulate --model li2024 --method mc")
         ap.add_argument("--out", help="output folder (default RUN_DIR/analysis)")
         ap.add_argument("--n", default="2000", help="test prompts per replica and quantity (default 2000)")
-        ap.add_argument("--rates", default=DEFAULT_RATES, help=f"pruning rates in [0, 1) (default {DEFAULT_RATES})")
-        ap.add_argument("--draws", default="10", help="random prunings averaged per rate (default 10)")
+        ap.add_argument("--rates", default=None, help=f"pruning rates in [0, 1) (default {DEFAULT_RATES})")
+        ap.add_argument("--draws", default=None, help="random prunings averaged per rate (default 10)")
         ap.add_argument("--seed", default="0", help="seed of the test prompts (default 0)")
+        for setting, (flag, _) in GRID_FLAGS.items():
+            ap.add_argument(flag, dest=setting, default=None,
+                            help=f"evaluate the saved states at these {setting} values (comma-separated; "
+                                 f"no retraining)")
         args = ap.parse_args(args_in)
         n = Param("n", "int", 2000, "", low=2).coerce(args.n)
-        draws = Param("draws", "int", 10, "", low=1).coerce(args.draws)
         seed = Param("seed", "int", 0, "", low=0).coerce(args.seed)
-        rates = [check_rate(x) for x in Param("rates", "floats", [0.0], "").coerce(args.rates)]
+        grid = {}
+        for setting, (flag, kind) in GRID_FLAGS.items():
+            text = getattr(args, setting)
+            if text is not None:
+                from dynamics.models.shared.evaluate import parse_values
+
+                if kind is str:
+                    grid[setting] = [t.strip() for t in text.split(",")]
+                else:
+                    try:
+                        grid[setting] = parse_values(flag, text, kind)
+                    except ValueError as exc:
+                        raise UsageError(str(exc)) from None
+        if grid:
+            for opt in ("rates", "draws"):
+                if getattr(args, opt) is not None:
+                    raise UsageError(f"--{opt} belongs to the pruning analyses, which a grid evaluation "
+                                     f"({', '.join(GRID_FLAGS[k][0] for k in grid)}) does not run")
+            ds = evaluate_run(args.run_dir, grid, args.out, n=n, seed=seed)
+            print(f"wrote evaluation.nc: {dict(ds.sizes)}")
+            return 0
+        draws = Param("draws", "int", 10, "", low=1).coerce(args.draws if args.draws is not None else "10")
+        rates = [check_rate(x) for x in Param("rates", "floats", [0.0], "").coerce(
+            args.rates if args.rates is not None else DEFAULT_RATES)]
         tables = analyze(args.run_dir, args.out, n=n, rates=rates, draws=draws, seed=seed)
         print(tables["errors"])
         print(tables["analysis-pruning-hinge"])

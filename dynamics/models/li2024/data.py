@@ -5,7 +5,11 @@ is ``x = mu_j + kappa nu_k`` (slides: "each in-domain data x = mu_j + noise"; th
 example ``mu_1 + 0.2 nu_3``, ``mu_1 - 0.3 nu_5``).  A task is an ordered pair ``(a, b)``,
 ``a != b``: ``f(x) = +1`` if x's IDR pattern is ``mu_a``, ``-1`` if ``mu_b``, a random label
 otherwise, so ``|T| = M1 (M1 - 1)``.  Training uses ``T_tr``, a subset covering every pattern as
-``a`` and as ``b`` with ``|T_tr| / |T| >= (M1 - 1)^(-1/2)`` (Theorem 1, condition 1).
+``a`` and as ``b`` with ``|T_tr| / |T| >= (M1 - 1)^(-1/2)`` (Theorem 1, condition 1; the slides:
+"the training tasks uniformly cover all the IDR patterns and labels").  By default ``T_tr`` is
+*balanced* (:func:`balanced_tasks`: every pattern exactly ``k`` times as ``a`` and ``k`` times as
+``b``, ``|T_tr| = k M1``); the random minimal cover (:func:`training_tasks`) is the option
+``task_set = cover``.
 
 Out of domain: ``M1'`` ODR patterns ``mu'_j = sum_i c_{j,i} mu_i`` with ``sum_i c_{j,i} = S1``
 (slides: "Consider each ODR pattern as a linear combination of IDR patterns. Denote S_1 as the
@@ -128,6 +132,52 @@ def training_tasks(M: int, fraction: float, rng: np.random.Generator) -> np.ndar
     extra = rng.choice(rest, n - M, replace=False) if n > M else []
     chosen = sorted(cycle | {tuple(T[i]) for i in extra})
     return np.array(chosen, dtype=np.int64)
+
+
+def balanced_count(M: int, fraction: float | None) -> int:
+    """``k``, the times each pattern is ``a`` (and ``b``) in a balanced ``T_tr`` of ``k M`` tasks.
+
+    ``fraction`` not set: the smallest ``k`` with ``k M / |T| >= (M - 1)^(-1/2)`` (Theorem 1),
+    i.e. ``k = ceil(sqrt(M - 1))`` (``M = 6``: ``k = 3``, 18 of 30 tasks).  Given: ``ceil(fraction
+    |T|)`` must be a multiple ``k M`` of ``M`` (otherwise no balanced set of that size exists;
+    ValueError naming ``task_fraction`` and the nearest balanced fractions).
+    """
+    M = int(M)
+    nT = M * (M - 1)
+    if fraction is None:
+        return min(int(np.ceil(np.sqrt(M - 1) - 1e-12)), M - 1)
+    n = max(int(np.ceil(float(fraction) * nT - 1e-12)), 1)
+    if n % M:
+        lo, hi = (n // M) * M, (n // M + 1) * M
+        near = ", ".join(f"{v / nT:.4g} ({v} tasks)" for v in (lo, hi) if 0 < v <= nT)
+        raise ValueError(f"task_fraction {float(fraction):g} gives |T_tr| = {n} of {nT} tasks, not a multiple of "
+                         f"M1 = {M}: no balanced training set (each pattern equally often as a and as b) has that "
+                         f"size; balanced fractions nearby: {near} (or task_set = cover)")
+    return n // M
+
+
+def balanced_tasks(M: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A balanced ``T_tr``: every pattern exactly ``k`` times as ``a`` (label +1) and ``k`` times
+    as ``b`` (label -1), ``k M`` distinct tasks.
+
+    Construction: a random permutation ``pi`` of the patterns and ``k`` distinct shifts ``s``
+    drawn uniformly from ``1 .. M - 1``; the tasks are ``(pi_i, pi_{(i + s) mod M})`` for every
+    ``i`` and shift (each shift puts every pattern once in each role).  ``k = M - 1`` gives every
+    task.  Rows are sorted.
+    """
+    M, k = int(M), int(k)
+    if not 1 <= k <= M - 1:
+        raise ValueError(f"k must be an integer in [1, M - 1] = [1, {M - 1}], got {k}")
+    perm = rng.permutation(M)
+    shifts = np.sort(rng.choice(np.arange(1, M), k, replace=False))
+    tasks = sorted({(int(perm[i]), int(perm[(i + s) % M])) for s in shifts for i in range(M)})
+    return np.array(tasks, dtype=np.int64)
+
+
+def role_counts(tasks: np.ndarray, M: int) -> np.ndarray:
+    """``(2, M)``: how often each pattern is ``a`` (row 0) and ``b`` (row 1) in ``tasks``."""
+    tasks = np.asarray(tasks, dtype=np.int64).reshape(-1, 2)
+    return np.stack([np.bincount(tasks[:, 0], minlength=int(M)), np.bincount(tasks[:, 1], minlength=int(M))])
 
 
 @dataclass

@@ -12,6 +12,10 @@ For test prompts drawn from a domain (unseen in-domain tasks ``T \\ T_tr`` or ou
 
 Each comes with the standard error of its mean over the ``n`` prompts (sample standard
 deviation over ``sqrt(n)``).
+
+:func:`evaluate_states` evaluates saved states on a grid of test settings (:data:`TEST_SETTINGS`:
+``S1``, ``odr_norm``, ``odr_construction``, ``alpha_test``, ``l_test``, ``q_norm``) without retraining,
+through the model-agnostic :func:`dynamics.models.shared.evaluate.evaluate_grid`.
 """
 from __future__ import annotations
 
@@ -43,6 +47,51 @@ def mean_se(x) -> tuple:
     """Mean and standard error of the mean (``ddof = 1``) of a 1-D sample."""
     x = np.asarray(x, dtype=np.float64)
     return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
+
+
+TEST_SETTINGS = ("S1", "odr_norm", "odr_construction", "alpha_test", "l_test", "q_norm")
+"""Parameters a trained state can be evaluated at (the training tasks, patterns and weights do not
+depend on them).  All but ``q_norm`` enter only the test distribution; ``q_norm`` is also a training
+parameter, and evaluating at another value scales the *test* prompts' label embedding ``+-q`` under
+weights trained with the run's own ``q`` (a probe of the read-out, used by the pruning rows)."""
+
+
+def rebuild(model, settings: dict):
+    """``model`` at other test settings: the same given parameters with ``settings`` on top, built
+    and checked by :meth:`Li2024.create` (a setting outside the model's rules raises its one-line
+    :class:`~dynamics.core.params.ParamError`).  The data model's fixed draws (``T_tr``, basis,
+    ODI rotation) come from the seed's own streams, so they are unchanged."""
+    bad = sorted(set(settings) - set(TEST_SETTINGS))
+    if bad:
+        raise ValueError(f"{bad[0]} is not a test setting (these are {', '.join(TEST_SETTINGS)}): a trained state "
+                         f"cannot be evaluated at another value of a training parameter")
+    given = {k: model.config[k] for k in getattr(model, "given", ()) if k in model.config}
+    return type(model).create(method="mc", **{**given, **settings})
+
+
+def evaluate_states(members, grid: dict, *, n: int, seed: int = 0, domains=("id", "ood")):
+    """Replicas ``members`` (list of ``(model, state)``) on the Cartesian ``grid`` of
+    :data:`TEST_SETTINGS` (``{name: values}``): an :class:`xarray.Dataset` with dimensions
+    ``(replica, *grid)`` and variables ``<quantity>_<domain>`` and ``..._se`` for ``error``,
+    ``hinge`` and ``attn_same`` on ``n`` test prompts per point (common random numbers across the
+    grid; :mod:`dynamics.models.shared.evaluate`).  Every point is checked before any is evaluated."""
+    from dynamics.models.shared.evaluate import evaluate_grid
+
+    n = int(n)
+    if n < 2:
+        raise ValueError(f"n must be an integer >= 2 (a standard error needs two prompts), got {n}")
+
+    def point(m, state, rng):
+        out = {}
+        for dom in domains:
+            for key, val in evaluate(m, state, rng, n, dom).items():
+                out[f"{key}_{dom}"] = val
+        return out
+
+    model = members[0][0]
+    return evaluate_grid(members, grid, rebuild, point, seed=seed,
+                         attrs={"model": model.name, "n": n, "what": "held-out estimates at test settings; "
+                                "_se = standard error over the point's n test prompts"})
 
 
 def evaluate(model, state: dict, rng: np.random.Generator, n: int, domain: str, *, alpha: float | None = None,

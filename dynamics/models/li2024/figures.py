@@ -112,3 +112,25 @@ def run_figures(ds, outdir) -> list:
                                                                            ("ood", "out of domain"))}
     paths.append(attention(os.path.join(outdir, "attention.png"), t, lines))
     return paths
+
+
+def by_value(path, x, groups, xlabel, title, ylabel="OOD classification error"):
+    """Per-replica values against a swept setting: ``groups`` maps a label to an ``(R, len(x))``
+    array; each group is drawn as its replica mean with error bars of one standard error of that
+    mean (:func:`dynamics.core.stats.mean_se`) and one dot per replica (the spread)."""
+    from dynamics.core.stats import mean_se
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    x = np.asarray(x, dtype=np.float64)
+    for k, (label, vals) in enumerate(groups.items()):
+        vals = np.asarray(vals, dtype=np.float64)
+        m, se = mean_se(vals)
+        off = (k - (len(groups) - 1) / 2) * 0.02 * (np.ptp(x) or 1.0)
+        line = ax.errorbar(x + off, m, yerr=se, marker="o", ms=4, capsize=3, label=label)
+        for row in vals:
+            ax.plot(x + off, row, ".", ms=3, alpha=0.4, color=line[0].get_color())
+    err_axis(ax, xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -18,7 +18,8 @@ from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.li2024 import analysis
 from dynamics.models.shared import patterns
-from dynamics.models.li2024.data import DataModel, Prompts, all_tasks, training_tasks
+from dynamics.models.li2024.data import (DataModel, Prompts, all_tasks, balanced_count, balanced_tasks,
+                                         training_tasks)
 from dynamics.models.li2024.evaluation import evaluate
 from dynamics.models.li2024.kernels import loss_grad_batch
 from dynamics.models.li2024.params import METHOD_DEFAULTS, PARAMS
@@ -33,27 +34,54 @@ def build_data(cfg: dict) -> DataModel:
     Its fixed draws come from the run's ``seed`` through :func:`dynamics.core.rng.model_rng`, one
     independent stream per purpose (basis, training tasks, ODR coefficients, ODI rotation), apart
     from the Monte Carlo replica streams: every replica of a run shares them, and changing e.g.
-    ``S1`` or ``odr_spread`` never changes ``T_tr``.
+    ``S1`` or ``odr_construction`` never changes ``T_tr``.
     """
     M1, M2 = cfg["M1"], cfg["M2"]
     d_x = cfg["d_x"] if cfg["d_x"] is not None else M1 + M2
     g_basis, g_tasks, g_odr, g_odi = (model_rng(cfg["seed"], f"li2024.{purpose}")
                                       for purpose in ("basis", "tasks", "odr", "odi"))
     mu, nu = patterns.orthonormal_sets(d_x, (M1, M2), None if cfg["pattern_basis"] == "standard" else g_basis)
-    q = patterns.label_vector(cfg["label_dim"])
-    frac = cfg["task_fraction"] if cfg["task_fraction"] is not None else (M1 - 1) ** -0.5
+    q = patterns.label_vector(cfg["label_dim"], cfg["q_norm"])
     tasks = all_tasks(M1)
-    tr = training_tasks(M1, frac, g_tasks)
+    if cfg["task_set"] == "balanced":
+        tr = balanced_tasks(M1, balanced_count(M1, cfg["task_fraction"]), g_tasks)
+    else:
+        frac = cfg["task_fraction"] if cfg["task_fraction"] is not None else (M1 - 1) ** -0.5
+        tr = training_tasks(M1, frac, g_tasks)
     trset = {tuple(t) for t in tr.tolist()}
     unseen = np.array([t for t in tasks.tolist() if tuple(t) not in trset], dtype=np.int64).reshape(-1, 2)
     if unseen.shape[0] == 0:
         unseen = tasks
-    coeffs = patterns.coefficients(cfg["M1_test"], M1, cfg["S1"], cfg["odr_spread"], g_odr)
+    coeffs = odr_coefficients(cfg, g_odr)
     M2t = cfg["M2_test"] if cfg["M2_test"] is not None else M2
     return DataModel(mu=mu, nu=nu, q=q, odr=patterns.combine(coeffs, mu), odr_coeffs=coeffs,
                      odi=patterns.span_patterns(nu, M2t, g_odi), tasks=tasks, train_tasks=tr, unseen_tasks=unseen,
                      ood_tasks=all_tasks(cfg["M1_test"]), kappa_low=cfg["kappa_low"], kappa_high=cfg["kappa_high"],
                      other_label=cfg["other_label"])
+
+
+def odr_coefficients(cfg: dict, rng: np.random.Generator | None = None) -> np.ndarray:
+    """``(M1', M1)``: the coefficients ``c_{j,i}`` of the ODR patterns under
+    ``cfg["odr_construction"]`` (:data:`~.params.CONSTRUCTIONS`; docs/models/li2024.md).
+
+    ``sum_norm``: :func:`patterns.sum_norm_coefficients` (sum ``S1``, norm ``odr_norm``, default 1,
+    or ``|S1|`` when every group is a single IDR pattern and sum and norm cannot be separated);
+    ``tied``: :func:`patterns.coefficients` ``"disjoint"`` (``S1 / |G_j|`` each, norm
+    ``|S1| / sqrt(|G_j|)``); ``vector``: :func:`patterns.vector_coefficients` of ``odr_coeffs``;
+    ``dirichlet``: ``S1 * Dirichlet(1)`` rows drawn from ``rng``.  Raises ValueError naming the
+    parameter whose rule is broken.
+    """
+    how, M1, M1t = cfg["odr_construction"], cfg["M1"], cfg["M1_test"]
+    if how == "sum_norm":
+        norm = cfg["odr_norm"]
+        if norm is None:  # unit norm; groups of one IDR pattern cannot separate sum and norm: |S1|
+            norm = abs(cfg["S1"]) if M1 // M1t == 1 and M1 % M1t == 0 and cfg["S1"] != 0 else 1.0
+        return patterns.sum_norm_coefficients(M1t, M1, cfg["S1"], norm)
+    if how == "tied":
+        return patterns.coefficients(M1t, M1, cfg["S1"], "disjoint")
+    if how == "vector":
+        return patterns.vector_coefficients(M1t, M1, cfg["odr_coeffs"], cfg["odr_norm"])
+    return patterns.coefficients(M1t, M1, cfg["S1"], "dirichlet", rng)
 
 
 class Li2024(Model, SampledLoss):
@@ -64,6 +92,7 @@ class Li2024(Model, SampledLoss):
                  "generalize in in-context learning?, ICML 2024")
     params = declare(PARAMS, ("mc",), METHOD_DEFAULTS)
     methods = ("mc",)
+    claims = "dynamics.models.li2024.claims:CLAIMS"
     reproduce_targets = {
         "li-ood": "dynamics.models.li2024.reproduce:li_ood",
         "li-alpha": "dynamics.models.li2024.reproduce:li_alpha",
@@ -98,9 +127,30 @@ class Li2024(Model, SampledLoss):
         if values["alpha_test"] < 1 and values["M1_test"] < 3:
             raise ParamError("alpha_test", f"alpha_test must be 1 when M1_test = {values['M1_test']}: an example "
                                            f"outside the task's pair needs M1_test >= 3, got {values['alpha_test']:g}")
-        if values["odr_spread"] == "disjoint" and values["M1_test"] > M1:
-            raise ParamError("M1_test", f"M1_test must be <= M1 = {M1} with odr_spread = disjoint (each ODR "
+        how = values["odr_construction"]
+        if how != "dirichlet" and values["M1_test"] > M1:
+            raise ParamError("M1_test", f"M1_test must be <= M1 = {M1} with odr_construction = {how} (each ODR "
                                         f"pattern owns a group of IDR patterns), got {values['M1_test']}")
+        if how in ("tied", "dirichlet") and values["odr_norm"] is not None:
+            raise ParamError("odr_norm", f"odr_norm is not used by odr_construction = {how} (its norm follows from "
+                                         f"S1); use sum_norm or vector, got odr_norm {values['odr_norm']:g}")
+        if how == "vector":
+            if values["odr_coeffs"] is None:
+                raise ParamError("odr_coeffs", "odr_coeffs must be given with odr_construction = vector")
+            if "S1" in given:
+                raise ParamError("S1", "S1 is not used by odr_construction = vector (the sum of odr_coeffs, "
+                                       "rescaled to odr_norm, is the coefficient sum)")
+        elif values["odr_coeffs"] is not None:
+            raise ParamError("odr_coeffs", f"odr_coeffs is used only by odr_construction = vector, got "
+                                           f"odr_construction = {how}")
+        try:
+            if values["task_set"] == "balanced":
+                balanced_count(M1, values["task_fraction"])
+            if how != "dirichlet" and values["M1_test"] <= M1:
+                odr_coefficients(values)
+        except ValueError as exc:
+            msg = str(exc)
+            raise ParamError(msg.split()[0], msg) from None
         if values["M2_test"] is not None and values["M2_test"] > M2:
             raise ParamError("M2_test", f"M2_test must be <= M2 = {M2} (orthonormal ODI patterns in the span of "
                                         f"the IDI patterns), got {values['M2_test']}")

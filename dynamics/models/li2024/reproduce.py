@@ -29,8 +29,10 @@ FULL = dict(replicas=16, steps=1500, batch=64, n=2000, lengths=tuple(range(1, 21
 QUICK = dict(replicas=5, steps=600, batch=64, n=600, lengths=(1, 2, 5, 10, 20), snapshots=12, draws=4,
              base_n=15, base_replicas=2, base_lengths=(5,))
 S1_VALUES = (0.5, 0.7, 0.9, 1.1, 1.3)
-ALPHA_VALUES = (0.6, 0.8, 1.0)
-BASELINE_ALPHAS = (0.6, 0.8)
+CONSTRUCTIONS_OOD = ("sum_norm", "tied")
+ALPHA_VALUES = (0.8, 0.9, 1.0)
+"""The slides' Figure 13 test fractions."""
+BASELINE_ALPHAS = (0.8, 0.9, 1.0)
 PRUNE_RATES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 LEVEL = 0.05
 """Error level whose first crossing is the 'required test length' of li-alpha."""
@@ -54,23 +56,34 @@ def _z(a, sa, b, sb):
 
 
 def li_ood(out: str, quick: bool = False, workers: int | None = None) -> dict:
-    """OOD error against test length for ``S1`` in {0.5, ..., 1.3} (Theorem 2: ``S1 >= 1`` needed)."""
+    """OOD error against test length for ``S1`` in {0.5, ..., 1.3} (Theorem 2: ``S1 >= 1`` needed),
+    for unit-norm ODR patterns (``sum_norm``: the sum alone varies) and for the norm-tied patterns
+    ``S1/2 (mu_a + mu_b)`` (norm ``S1/sqrt(2)``: sum and norm vary together), on the same trained
+    replicas."""
     z = _sizes(quick)
     reps = _train(z, workers)
-    grid = error_grid(reps, domain="ood", lengths=z["lengths"], n=z["n"], seed=SEED + 1,
-                      overrides={s: {"S1": s} for s in S1_VALUES})
-    rows = [(s, l, *grid[(s, l)]) for s in S1_VALUES for l in z["lengths"]]
-    table = write_table(os.path.join(out, "li-ood"), ["S1", "l_test", "error", "stderr"], rows, digits=True,
-                        title=f"OOD classification error, mean +- SE over {z['replicas']} replicas, "
-                              f"{z['n']} test prompts each")
+    R = len(reps)
+    overrides = {(how, s): {"odr_construction": how, "S1": s} for how in CONSTRUCTIONS_OOD for s in S1_VALUES}
+    grid, raw = error_grid(reps, domain="ood", lengths=z["lengths"], n=z["n"], seed=SEED + 1, overrides=overrides,
+                           per_replica=True)
+    rows = [(how, s, l, *grid[((how, s), l)], *np.quantile(raw[((how, s), l)], [0.0, 0.5, 1.0]))
+            for how in CONSTRUCTIONS_OOD for s in S1_VALUES for l in z["lengths"]]
+    table = write_table(os.path.join(out, "li-ood"), ["construction", "S1", "l_test", "error", "stderr", "seed_min",
+                                                      "seed_median", "seed_max"], rows, digits=True,
+                        title=f"OOD classification error, mean +- SE over {R} replicas ({z['n']} test prompts "
+                              f"each) and the replicas' min / median / max")
     L = np.array(z["lengths"])
     figures.curves(os.path.join(out, "li-ood.png"),
-                   [("out of domain", {f"S1 = {s}": (L, *np.array([grid[(s, l)] for l in L]).T) for s in S1_VALUES})],
-                   "Out-of-domain error against test length for ODR coefficient sums S1 (Theorem 2)")
+                   [(title, {f"S1 = {s}": (L, *np.array([grid[((how, s), l)] for l in L]).T) for s in S1_VALUES})
+                    for how, title in (("sum_norm", "unit-norm ODR patterns (sum_norm)"),
+                                       ("tied", "norm-tied ODR patterns S1/2 (mu_a + mu_b)"))],
+                   f"Out-of-domain error against test length (Theorem 2); error bars: 1 SE of the mean over {R} "
+                   f"replicas")
     lmax, lmid = int(L[-1]), int(L[len(L) // 2])
-    claims = {"gap_z": _z(*grid[(0.5, lmax)], *grid[(1.3, lmax)]),
-              "error_at_lmax": {s: grid[(s, lmax)] for s in S1_VALUES},
-              "fall_from_lmid": {s: _z(*grid[(s, lmid)], *grid[(s, lmax)]) for s in S1_VALUES}}
+    claims = {how: {"gap_z": _z(*grid[((how, 0.5), lmax)], *grid[((how, 1.3), lmax)]),
+                    "error_at_lmax": {s: grid[((how, s), lmax)] for s in S1_VALUES},
+                    "fall_from_lmid": {s: _z(*grid[((how, s), lmid)], *grid[((how, s), lmax)]) for s in S1_VALUES}}
+              for how in CONSTRUCTIONS_OOD}
     return {"table": table, "rows": rows, "claims": claims}
 
 
@@ -97,11 +110,22 @@ def li_alpha(out: str, quick: bool = False, workers: int | None = None) -> dict:
                    [(title, {f"alpha' = {a}": (L, *np.array([grids[dom][(a, l)] for l in L]).T) for a in ALPHA_VALUES})
                     for dom, title in (("id", "in domain, unseen tasks T \\ T_tr"), ("ood", "out of domain, T'"))],
                    "Error against test length for test fractions alpha' (Theorems 1-2: l_ts >= 1/alpha')")
-    required = {}
+    # Required test length per replica (its own first length with error <= LEVEL; inf if none), then
+    # the replicas' mean +- SE and min / median / max: a first crossing of noisy means has no error.
+    required, req_rows = {}, []
     for dom in ("id", "ood"):
         for a in ALPHA_VALUES:
-            below = [l for l in L if grids[dom][(a, l)][0] <= LEVEL]
-            required[(dom, a)] = int(below[0]) if below else None
+            per = np.array([next((float(l) for l in L if raw[dom][(a, int(l))][r] <= LEVEL), np.inf)
+                            for r in range(len(reps))])
+            required[(dom, a)] = per
+            fin = per[np.isfinite(per)]
+            req_rows.append((a, dom, *replica_mean(fin), int(np.sum(~np.isfinite(per))),
+                             *(np.quantile(fin, [0.0, 0.5, 1.0]) if fin.size else [np.nan] * 3)))
+    table += "\n" + write_table(os.path.join(out, "li-alpha-required"), ["alpha_test", "domain", "required_length",
+                                                                       "stderr", "never", "seed_min", "seed_median",
+                                                                       "seed_max"], req_rows, digits=True,
+                                title=f"Per-replica first test length with error <= {LEVEL} (never: replicas that "
+                                      f"do not reach it by l = {int(L[-1])})")
     claims = {"required_length": required, "paired": {(a, dom, l): (d, e) for a, dom, l, d, e in prow}}
     return {"table": table, "rows": rows, "claims": claims}
 
@@ -177,6 +201,11 @@ def li_pruning(out: str, quick: bool = False, workers: int | None = None) -> dic
     table += "\n" + write_table(os.path.join(out, "li-pruning-hinge"), ["prune_rate", "method", "hinge", "stderr",
                                                                         "change", "change_stderr"], out_rows["hinge"],
                                 digits=True, title="OOD hinge loss (the slides' generalization error, eq. 10)")
+    write_table(os.path.join(out, "li-pruning-replicas"), ["replica", "metric", "prune_rate", "method", "value",
+                                                           "change"],
+                [(r, metric, rate, how, p[(how, rate, metric)][0], p[(how, rate, metric)][2]) for r, p in enumerate(per)
+                 for metric in ("error", "hinge") for rate in PRUNE_RATES for how in ("magnitude", "random")],
+                digits=True, title="Every replica's own value and paired change (the spread behind mean +- SE)")
     norms = [np.linalg.norm(st["W_O"], axis=1) for st in states]
     write_table(os.path.join(out, "li-pruning-magnitudes"), ["replica", "rank", "neuron_norm"],
                 [(r, k, v) for r, nrm in enumerate(norms) for k, v in enumerate(np.sort(nrm))], digits=True)

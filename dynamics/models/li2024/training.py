@@ -25,8 +25,8 @@ import numpy as np
 
 from dynamics.core.stats import mean_se
 from dynamics.methods.run import run
-from dynamics.models.li2024.evaluation import evaluate
-from dynamics.models.li2024.model import Li2024, build_data
+from dynamics.models.li2024.evaluation import evaluate, rebuild
+from dynamics.models.li2024.model import Li2024
 from dynamics.models.shared.replicas import Replica, from_result
 
 
@@ -64,15 +64,17 @@ def error_grid(reps, *, domain: str, lengths, n: int, seed: int, overrides=None,
     ``key`` (``error``, ``hinge`` or ``attn_same``); with ``per_replica`` also
     ``{(label, length): array (R,)}`` of the replicas' own estimates (for paired differences).
 
-    ``overrides`` maps a label to a dict of test parameters (``S1``, ``odr_spread``,
-    ``alpha_test``, ...); data parameters rebuild each replica's data model (its training tasks
-    stay: they have their own stream of the seed) and ``alpha_test`` sets the test fraction.
+    ``overrides`` maps a label to a dict of test parameters (``S1``, ``odr_construction``,
+    ``alpha_test``, ...: :data:`~.evaluation.TEST_SETTINGS`); data parameters rebuild each replica's
+    model through :func:`~.evaluation.rebuild` (checked; its training tasks stay: they have their own
+    stream of the seed) and ``alpha_test`` sets the test fraction.
     """
     overrides = overrides or {None: {}}
     out, raw = {}, {}
     for label, ov in overrides.items():
         cfgs = [{**rep.model.config, **ov} for rep in reps]
-        datas = [build_data(c) if set(ov) - {"alpha_test"} else rep.model.data for c, rep in zip(cfgs, reps)]
+        datas = [rebuild(rep.model, {k: v for k, v in ov.items() if k != "alpha_test"}).data
+                 if set(ov) - {"alpha_test"} else rep.model.data for rep in reps]
         for length in lengths:
             per = []
             for r, (rep, cfg, data) in enumerate(zip(reps, cfgs, datas)):

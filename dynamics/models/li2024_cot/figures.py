@@ -18,13 +18,16 @@ LABELS = {"same_pattern_same_step": "same pattern, same step", "diff_pattern_sam
 def band(ds, name):
     """Mean and standard error over the ``replica`` axis (one replica: its evaluation SE)."""
     v = ds[name].values
+    if "replica" not in ds[name].dims:           # exact GD: one deterministic curve
+        return v, np.zeros_like(v)
     if v.shape[0] > 1:
         return v.mean(0), v.std(0, ddof=1) / np.sqrt(v.shape[0])
     return v[0], ds[f"{name}_se"].values[0] if f"{name}_se" in ds else np.zeros_like(v[0])
 
 
 def _time_axis(ax, ylabel):
-    ax.set_xscale("log")
+    ax.set_xscale("symlog", linthresh=1.0)       # linear below t = 1: the initial state t = 0 stays on the axis
+    ax.set_xlim(left=0.0)
     ax.set_xlabel("SGD iteration t")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=8)
@@ -33,7 +36,7 @@ def _time_axis(ax, ylabel):
 def attention_panels(path, t, panels, title):
     """``panels``: ``[(panel title, mean (T, 4), se (T, 4))]``; the four masses against ``t``."""
     fig, axes = plt.subplots(1, len(panels), figsize=(5.8 * len(panels), 4.2), squeeze=False)
-    keep = t > 0
+    keep = t >= 0                                # t = 0 (initialisation) is kept
     for ax, (sub, mean, se) in zip(axes[0], panels):
         for j, kind in enumerate(COLUMN_TYPES):
             ax.plot(t[keep], mean[keep, j], marker="o", ms=3, label=LABELS[kind])
@@ -49,7 +52,7 @@ def run_figures(ds, outdir) -> list:
     """``errors.png`` and ``attention.png`` of a run directory (replica mean +- 2 SE); a run that
     recorded only the loss gets ``loss.png``."""
     t = ds["t"].values
-    keep = t > 0
+    keep = t >= 0                                # t = 0 (initialisation) is kept
     if "error_cot" not in ds:
         fig, ax = plt.subplots(figsize=(6, 4))
         y, se = band(ds, "loss")

@@ -2,9 +2,11 @@
 transformer trained on K-step reasoning prompts, tested by greedy chain-of-thought decoding and
 by one-step in-context learning (MODEL.md section 9).
 
-The only method is Monte Carlo training of the real model (``mc``): minibatch SGD on fresh
-training prompts (or a fixed training set of ``train_set`` prompts) with exact gradients
-(:mod:`.kernels`), held-out evaluation with standard errors (:mod:`.decoding`).
+Methods: Monte Carlo training of the real model (``mc``): minibatch SGD on fresh training prompts
+(or a fixed training set of ``train_set`` prompts) with exact gradients (:mod:`.kernels`),
+held-out evaluation with standard errors (:mod:`.decoding`); and, for small instances (at most
+:data:`.exact.MAX_CONDITIONINGS` conditionings), exact population gradient descent (``gd``) on
+the exact training loss of :mod:`.exact`, from the same initial state.
 
 State blocks: ``W_Q``, ``W_K`` (``d x d``, ``d = 2 d_x``) and ``W_V`` (``d_x x d``; fixed to the
 y-half read-out ``(0 I)`` unless ``train_value``).
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.contract import Block, Model, Observable, SampledLoss
+from dynamics.core.contract import Block, Evaluation, ExactLoss, Model, Observable, SampledLoss
 from dynamics.methods import declare
 from dynamics.core.params import ParamError
 from dynamics.core.rng import model_rng
 from dynamics.models.shared import patterns
-from dynamics.models.li2024_cot import transitions
+from dynamics.models.li2024_cot import exact, tasks, transitions
 from dynamics.models.li2024_cot.data import DataModel
 from dynamics.core.stats import mean_se
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES, losses, per_prompt
@@ -27,21 +29,30 @@ from dynamics.models.li2024_cot.params import METHOD_DEFAULTS, PARAMS
 
 TARGETS = ("cot-length", "cot-vs-icl", "cot-mechanism", "cot-training")
 """``python -m dynamics.reproduce`` targets, each the function of :mod:`.reproduce` of that name."""
-TASK_PARAMS = ("tau_f", "rho_f", "condition1")
-"""The generator's parameters, replaced by an explicit ``A_f``."""
+TASK_PARAMS = ("tau_f", "rho_f", "condition1", "task_family", "trap_stay")
+"""The generator's parameters, replaced by an explicit ``A_f`` or a named ``task``."""
+DEFS = ("tau_def", "rho_def", "correct_step")
+"""The declared readings of ``tau^f``, ``rho^f`` and the correct step (:func:`.transitions.statistics`)."""
 
 
 def task_matrices(cfg: dict, rng: np.random.Generator | None = None) -> np.ndarray:
     """The test task's ``A_k^f`` ``(K, M', M')``: ``A_f`` reshaped and checked, or generated for
     ``tau_f``, ``rho_f``, ``condition1`` (:func:`.transitions.generate`; permutations from ``rng``)."""
     K, Mt = cfg["K"], cfg["M_test"]
+    if cfg.get("task") is not None:
+        A = tasks.named_task(cfg["task"])
+        if A.shape[0] != K or A.shape[1] != Mt:
+            raise ParamError("task", f"task = {cfg['task']} needs K = {A.shape[0]} and M_test = {A.shape[1]}, got "
+                                     f"K = {K}, M_test = {Mt}")
+        return A
     if cfg["A_f"] is not None:
         flat = np.asarray(cfg["A_f"], dtype=np.float64)
         if flat.size != K * Mt * Mt:
             raise ParamError("A_f", f"A_f must hold K * M_test^2 = {K * Mt * Mt} numbers (K = {K} matrices of "
                                     f"{Mt} x {Mt}, row-major), got {flat.size}")
         return transitions.check_transitions(flat.reshape(K, Mt, Mt), "A_f")
-    return transitions.generate(Mt, K, cfg["tau_f"], cfg["rho_f"], cfg["condition1"], rng)
+    return tasks.generate(Mt, K, cfg["tau_f"], cfg["rho_f"], cfg["condition1"], cfg["task_family"], cfg["trap_stay"],
+                          rng, **{k: cfg[k] for k in DEFS})
 
 
 def build_data(cfg: dict) -> DataModel:
@@ -55,15 +66,16 @@ def build_data(cfg: dict) -> DataModel:
     coeffs = patterns.coefficients(cfg["M_test"], M, cfg["S1"], cfg["tsr_spread"], g_tsr)
     A = task_matrices(cfg, g_task)
     return DataModel(mu=mu, pe=cfg["pe_scale"] * c, tsr=patterns.combine(coeffs, mu), tsr_coeffs=coeffs, A=A,
-                     stats=transitions.statistics(A), train_task=cfg["train_task"], noise_train=cfg["noise_train"],
-                     noise=cfg["noise"])
+                     stats=transitions.statistics(A, **{k: cfg[k] for k in DEFS}), train_task=cfg["train_task"],
+                     noise_train=cfg["noise_train"], noise=cfg["noise"])
 
 
-class Li2024CoT(Model, SampledLoss):
+class Li2024CoT(Model, ExactLoss, SampledLoss):
     """One-layer attention-only transformer for chain of thought (H. Li et al., ICLR 2025)."""
 
     name = "li2024_cot"
-    methods = ("mc",)
+    methods = ("mc", "gd")
+    claims = "dynamics.models.li2024_cot.claims:CLAIMS"
     params = declare(PARAMS, methods, METHOD_DEFAULTS)
     reference = ("H. Li, M. Wang, S. Lu, X. Cui, P.-Y. Chen, Training nonlinear transformers for chain-of-thought "
                  "inference: a theoretical generalization analysis, ICLR 2025")
@@ -87,13 +99,49 @@ class Li2024CoT(Model, SampledLoss):
         if not np.isfinite(values["S1"]) or values["S1"] == 0.0:
             raise ParamError("S1", f"S1 must be a finite nonzero number (TSR patterns mu' = sum_i c_i mu_i with "
                                    f"sum_i c_i = S1), got {values['S1']}")
-        if values["A_f"] is not None:
+        if values["A_f"] is not None and values["task"] is not None:
+            raise ParamError("task", "task and A_f both give the test matrices; give one")
+        if values["A_f"] is not None or values["task"] is not None:
+            which = "A_f" if values["A_f"] is not None else "task"
             clash = [p for p in TASK_PARAMS if p in given]
             if clash:
-                raise ParamError(clash[0], f"{clash[0]} is not used when A_f gives the test matrices explicitly")
-            task_matrices(values)
-        else:
-            transitions.choose_rho(values["M_test"], K, values["tau_f"], values["rho_f"], values["condition1"])
+                raise ParamError(clash[0], f"{clash[0]} is not used when {which} gives the test matrices explicitly")
+        elif "trap_stay" in given and values["task_family"] == "circulant":
+            raise ParamError("trap_stay", "trap_stay is used only by the trap family (task_family = trap or auto)")
+        task_matrices(values)
+
+    @classmethod
+    def resolve(cls, *layers: dict, method: str | None = None, origin=()) -> tuple:
+        """As :meth:`Model.resolve`; method ``gd`` also refuses instances beyond the exact route's
+        cost bound, with noise or a trained ``W_V`` (:func:`.exact.check_cost`), in one line."""
+        values, names = super().resolve(*layers, method=method, origin=origin)
+        if method == "gd":
+            exact.check_cost(values["M"], values["K"], values["train_task"], values["noise_train"],
+                             values["train_value"])
+        return values, names
+
+    @classmethod
+    def crosscheck_defaults(cls, given: dict) -> dict:
+        """A small instance the exact route takes (``M = 3``, ``K = 2``: 216 conditionings) unless
+        given, and a step of 0.5 (SGD's O(eta^2 / B) bias stays inside the band)."""
+        out = {"M": 3, "K": 2, "eta": 0.5}
+        if "M" in given and "M_test" not in given:
+            out["M_test"] = min(3, int(given["M"]))
+        return {k: v for k, v in out.items() if k not in given}
+
+    # ---- exact population loss (rule 7) ---------------------------------------------------
+    def _exact(self):
+        if getattr(self, "_exact_loss", None) is None:
+            c = self.config
+            exact.check_cost(c["M"], c["K"], c["train_task"], c["noise_train"], c["train_value"])
+            self._exact_loss = exact.PopulationLoss(self.data.mu, self.data.pe, c["l_train"], c["alpha"], c["train_task"])
+        return self._exact_loss
+
+    def loss_grad(self, state: dict) -> Evaluation:
+        """The exact population training loss ``1/2 E|z_k - F(P)|^2`` and its gradient in ``W_Q``,
+        ``W_K`` (:class:`.exact.PopulationLoss`; ``W_V`` is fixed)."""
+        L, gQ, gK = self._exact().loss_grad(state["W_Q"], state["W_K"])
+        return Evaluation(L, {"W_Q": gQ, "W_K": gK})
 
     # ---- state --------------------------------------------------------------------------
     def blocks(self, method: str) -> dict:
@@ -128,6 +176,8 @@ class Li2024CoT(Model, SampledLoss):
         return {"column_type": np.array(COLUMN_TYPES)}
 
     def observables(self, method: str) -> dict:
+        if method == "gd":
+            return {"loss": Observable((), "1/2 E|z_k - F(P)|^2", "the exact population training loss (exact.py)")}
         everything = {
             "error_cot": Observable((), "(1/K) sum_k 1[v_k != z_k]", "CoT error of greedy decoding on test prompts "
                                     "(TSR patterns, the test task A_k^f, alpha_test, l_test)"),
@@ -144,6 +194,8 @@ class Li2024CoT(Model, SampledLoss):
         return everything if self.config["record"] == "all" else {"loss": everything["loss"]}
 
     def observe(self, state: dict, method: str, rng: np.random.Generator | None = None) -> dict:
+        if method == "gd":
+            return {"loss": self.loss_grad(state).loss}
         rng = np.random.default_rng(0) if rng is None else rng
         n = int(self.config["n_eval"])
         batch = self.sample(rng, n)

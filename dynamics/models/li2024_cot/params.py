@@ -61,6 +61,25 @@ PARAMS = ParamSet([
     Param("A_f", "floats", None, "explicit test transition matrices A_1^f..A_K^f, K*M_test^2 numbers row-major, "
           "each row stochastic with a unique largest entry (the correct step); replaces tau_f, rho_f, condition1",
           low=0.0),
+    Param("task", "str", None, "a named built-in test task instead of the generator: slides = the slides' worked "
+          "example (K = 2, M_test = 2; B = [[0.56, 0.44], [0.64, 0.36]]), near-half-2 / near-half-3 = trap tasks "
+          "with tau^f = 0.495 failing Condition 1 (K = M_test = 2 / 3); replaces tau_f, rho_f, condition1",
+          choices=("slides", "near-half-2", "near-half-3")),
+    Param("task_family", "str", "auto", "generator of test tasks: circulant = identical circulant steps, every start "
+          "alike; trap = one failing start and an absorbing decoy, steps relabelled per step, reaching tau^f up to "
+          "1/2 without Condition 1; auto = circulant where it meets the request, trap otherwise",
+          choices=("auto", "circulant", "trap")),
+    Param("trap_stay", "float", 1.0, "trap family: probability that an example in the decoy pattern keeps it at "
+          "each step (1: an example that errs into the decoy stays there)", low=0.5, low_open=True, high=1.0),
+    Param("tau_def", "str", "viterbi", "reading of tau^f ('min-max trajectory transition probability'): viterbi = "
+          "min over starts of the most probable K-step path's probability; correct = of the correct path's",
+          choices=("viterbi", "correct")),
+    Param("rho_def", "str", "margin", "reading of rho^f (the poster's 'normalized gap'): margin = smallest "
+          "correct-minus-largest-wrong entry along the correct paths (unnormalised); normalized = that margin "
+          "divided by the correct entry", choices=("margin", "normalized")),
+    Param("correct_step", "str", "argmax", "reading of 'the correct step': argmax = the largest entry of each row, "
+          "step by step; viterbi = the query follows the most probable K-step path from its start",
+          choices=("argmax", "viterbi")),
     Param("alpha_test", "float", 0.8, "testing fraction alpha' of context examples whose input shares the query's TSR "
               "pattern", **FRACTION),
     positive_int("l_test", 20, "testing prompt length l_ts in examples"),

@@ -60,6 +60,8 @@ class TaskStats(NamedTuple):
     maximum (so the large-``l`` ICL error with uniform query starts is ``failing.mean()``).
     ``path_tau``: ``(M',)`` the most probable path's probability from each start.
     ``path_correct``: ``(M',)`` the probability of the correct path from each start.
+    ``tau_viterbi``, ``tau_correct``: both readings of ``tau^f`` (``tau`` is the declared one);
+    ``rho_margin``, ``rho_normalized``: both readings of ``rho^f`` (``rho`` is the declared one).
     """
 
     B: np.ndarray
@@ -72,6 +74,10 @@ class TaskStats(NamedTuple):
     failing: np.ndarray
     path_tau: np.ndarray
     path_correct: np.ndarray
+    tau_viterbi: float = float("nan")
+    tau_correct: float = float("nan")
+    rho_margin: float = float("nan")
+    rho_normalized: float = float("nan")
 
 
 def check_transitions(A, name: str = "A_f") -> np.ndarray:
@@ -134,27 +140,70 @@ def max_path_probability(A) -> np.ndarray:
     return v
 
 
-def statistics(A, name: str = "A_f") -> TaskStats:
-    """Every statistic of the module docstring, from matrices checked by :func:`check_transitions`."""
+def viterbi_paths(A) -> np.ndarray:
+    """``(M', K + 1)``: the most probable K-step path from every start (max-product recursion;
+    ties go to the lowest index)."""
+    A = np.asarray(A, dtype=np.float64)
+    K, Mt = A.shape[0], A.shape[1]
+    v = np.ones(Mt)
+    arg = np.empty((K, Mt), dtype=np.int64)
+    for k in range(K - 1, -1, -1):
+        W = A[k] * v[None, :]
+        arg[k] = np.argmax(W, axis=1)
+        v = W[np.arange(Mt), arg[k]]
+    z = np.empty((Mt, K + 1), dtype=np.int64)
+    z[:, 0] = np.arange(Mt)
+    for k in range(K):
+        z[:, k + 1] = arg[k][z[:, k]]
+    return z
+
+
+def statistics(A, name: str = "A_f", tau_def: str = "viterbi", rho_def: str = "margin",
+               correct_step: str = "argmax") -> TaskStats:
+    """Every statistic of the module docstring, from matrices checked by :func:`check_transitions`.
+
+    Parameters
+    ----------
+    A : array_like, shape (K, M', M')
+    name : str
+        The parameter named in errors.
+    tau_def : {"viterbi", "correct"}
+        ``tau^f`` as the most probable path's probability (min over starts) or as the correct
+        path's (**choice**, parameter ``tau_def``; they differ only when a path with a wrong step
+        is more probable than the correct one).
+    rho_def : {"margin", "normalized"}
+        ``rho^f`` as the smallest unnormalised margin ``c - w`` (correct entry minus the largest
+        wrong entry of the row) along the correct paths, or the normalised ``(c - w) / c``.
+    correct_step : {"argmax", "viterbi"}
+        The query's correct path: the largest entry of each row, step by step (default), or the
+        most probable K-step path from its start.
+    """
     A = check_transitions(A, name)
     K, Mt = A.shape[0], A.shape[1]
     B = product(A)
-    z = correct_paths(A)
+    z = correct_paths(A) if correct_step == "argmax" else viterbi_paths(A)
     rows = np.arange(Mt)
     margins = np.empty((Mt, K))
+    normed = np.empty((Mt, K))
     correct = np.ones(Mt)
     for k in range(K):
         R = A[k][z[:, k]]                                    # the rows the correct paths use
         c = R[rows, z[:, k + 1]]
         margins[:, k] = c - np.max(np.where(np.arange(Mt)[None, :] == z[:, k + 1][:, None], -np.inf, R), axis=1)
+        normed[:, k] = margins[:, k] / c
         correct *= c
     final = B[rows, z[:, K]]
     others = np.max(np.where(np.arange(Mt)[None, :] == z[:, K][:, None], -np.inf, B), axis=1)
     gap = final - others
     path_tau = max_path_probability(A)
-    return TaskStats(B=B, paths=z, tau=float(path_tau.min()), tau_o=float(B.max(axis=1).min()),
-                     rho=float(margins.min()), rho_o=float(gap.min()), condition1=bool(np.all(gap > MARGIN_TOL)),
-                     failing=gap <= MARGIN_TOL, path_tau=path_tau, path_correct=correct)
+    tv, tc = float(path_tau.min()), float(correct.min())
+    rm, rn = float(margins.min()), float(normed.min())
+    # Condition 1 needs the correct final output to be the *unique* most probable: a tie (gap 0,
+    # within MARGIN_TOL) counts as failing, so "Condition 1 iff rho_o^f > 0" holds at ties too.
+    return TaskStats(B=B, paths=z, tau=tv if tau_def == "viterbi" else tc, tau_o=float(B.max(axis=1).min()),
+                     rho=rm if rho_def == "margin" else rn, rho_o=float(gap.min()),
+                     condition1=bool(np.all(gap > MARGIN_TOL)), failing=gap <= MARGIN_TOL, path_tau=path_tau,
+                     path_correct=correct, tau_viterbi=tv, tau_correct=tc, rho_margin=rm, rho_normalized=rn)
 
 
 # ---- the generator ---------------------------------------------------------------------------
@@ -167,7 +216,11 @@ def tau_bounds(M_test: int, K: int, condition1: bool) -> tuple:
     correct final output is beaten by some ``u`` has ``P(end = z_K) < 1/2``; a path with a wrong
     step has probability ``< 1/2`` (the wrong entry is below the correct one in its row), so the
     most probable path from that start is either the correct one (probability ``<= P(end = z_K)``)
-    or below 1/2: ``tau^f < 1/2``.
+    or below 1/2: ``tau^f < 1/2``.  At a tie (the correct final output only *as* probable as
+    another, which counts as failing Condition 1) the same argument gives ``tau^f <= 1/2``, and
+    1/2 is attained: ``A_1 = [[a, 1 - a], [0.1, 0.9]]``, ``A_2 = [[a, 1 - a], [0, 1]]`` with
+    ``a = 2^-1/2`` has ``B[0] = (1/2, 1/2)`` and ``tau^f = 1/2`` (a test).  The generators produce
+    strict failures only, so their bound ``tau_f < 1/2`` is strict.
     """
     return float(M_test) ** (-int(K)), (1.0 if condition1 else 0.5)
 

@@ -27,8 +27,14 @@ API (stable; both models depend on it)
     Inputs ``x = mu_j + kappa nu_k`` for index arrays of any shape.
 ``uniform_kappa(rng, shape, low, high) -> array``
     The irrelevant-pattern weights ``kappa ~ U[low, high]``.
-``label_vector(dim) -> (dim,)``
-    The label embedding ``q``: the first unit vector of the label coordinates.
+``label_vector(dim, norm=1.0) -> (dim,)``
+    The label embedding ``q``: ``norm`` times the first unit vector of the label coordinates.
+``groups(n_base, count) -> list of index arrays``
+    The ``count`` consecutive groups of base patterns that ``"disjoint"`` coefficients use.
+``sum_norm_coefficients(count, n_base, total, norm) -> (count, n_base)``
+    Disjoint-group coefficient rows with sum ``total`` and Euclidean norm ``norm``, exactly.
+``vector_coefficients(count, n_base, vector, norm=None) -> (count, n_base)``
+    The same coefficient vector on every group, rescaled to ``norm`` or left as it is.
 ``columns(x, y) -> array``
     Prompt columns ``p = (x; y)``: feature coordinates first, then label coordinates.
 """
@@ -102,20 +108,104 @@ def coefficients(count: int, n_base: int, total: float, spread: str = "disjoint"
     if count < 1 or n_base < 1:
         raise ValueError(f"count and n_base must be integers >= 1, got {count}, {n_base}")
     if spread == "disjoint":
-        if count > n_base:
-            raise ValueError(f"disjoint spread needs count <= n_base, got count {count} > n_base {n_base}")
         c = np.zeros((count, n_base))
-        sizes = [n_base // count + (1 if j < n_base % count else 0) for j in range(count)]
-        start = 0
-        for j, s in enumerate(sizes):
-            c[j, start:start + s] = total / s
-            start += s
+        for j, g in enumerate(groups(n_base, count)):
+            c[j, g] = total / g.size
         return c
     if spread == "dirichlet":
         if rng is None:
             raise ValueError("dirichlet spread needs a random generator rng")
         return total * rng.dirichlet(np.ones(n_base), size=count)
     raise ValueError(f"spread must be one of {', '.join(SPREADS)}, got {spread!r}")
+
+
+def groups(n_base: int, count: int) -> list:
+    """The ``count`` consecutive groups of ``range(n_base)`` with sizes differing by at most one
+    (the first ``n_base mod count`` groups one larger): the supports of ``"disjoint"`` rows."""
+    count, n_base = int(count), int(n_base)
+    if count < 1 or count > n_base:
+        raise ValueError(f"disjoint groups need 1 <= count <= n_base, got count {count}, n_base {n_base}")
+    sizes = [n_base // count + (1 if j < n_base % count else 0) for j in range(count)]
+    ends = np.cumsum(sizes)
+    return [np.arange(e - s, e) for s, e in zip(sizes, ends)]
+
+
+def sum_norm_coefficients(count: int, n_base: int, total: float, norm: float) -> np.ndarray:
+    """Coefficient rows on disjoint groups with ``sum_i c_{j,i} = total`` and ``|c_j| = norm``.
+
+    On group ``G`` (size ``g``, :func:`groups`) the row is ``c = (total / g) 1 + r e`` with
+    ``e`` the fixed unit vector ``(g - 1, -1, ..., -1) / sqrt(g (g - 1))`` orthogonal to ``1``
+    and ``r = sqrt(norm^2 - total^2 / g) >= 0``: the sum and the norm are set separately
+    (the ODR patterns ``c @ mu`` of orthonormal ``mu`` then have norm ``norm`` and are mutually
+    orthogonal).  ``g = 2``: ``c = (total/2 + r/sqrt(2), total/2 - r/sqrt(2))``.
+
+    Parameters
+    ----------
+    count, n_base : int
+        Rows (ODR patterns) and base patterns (IDR patterns), ``count <= n_base``.
+    total : float
+        The coefficient sum ``S_1`` (any sign, 0 included).
+    norm : float
+        The norm ``|c_j| > 0``.
+
+    Returns
+    -------
+    (count, n_base) array
+
+    Raises ValueError (naming ``S1`` or ``odr_norm``) if ``norm <= 0`` or a group cannot reach
+    the pair: ``|total| > sqrt(g) norm`` (Cauchy-Schwarz), or ``g = 1`` with ``|total| != norm``.
+    """
+    total, norm = float(total), float(norm)
+    if not np.isfinite(total):
+        raise ValueError(f"S1 must be finite, got {total}")
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(f"odr_norm must be a finite number > 0, got {norm}")
+    gs = groups(n_base, count)
+    c = np.zeros((int(count), int(n_base)))
+    for j, g in enumerate(gs):
+        k = g.size
+        r2 = norm ** 2 - total ** 2 / k
+        if r2 < -1e-12 * norm ** 2 or (k == 1 and abs(r2) > 1e-12 * norm ** 2):
+            raise ValueError(f"S1 must satisfy |S1| <= sqrt(g) odr_norm = {np.sqrt(k) * norm:.6g} for a group of "
+                             f"g = {k} IDR patterns{' (g = 1: |S1| = odr_norm)' if k == 1 else ''}, got S1 {total:g}")
+        e = np.full(k, -1.0)
+        e[0] = k - 1.0
+        e = e / np.linalg.norm(e) if k > 1 else np.zeros(1)
+        c[j, g] = total / k + np.sqrt(max(r2, 0.0)) * e
+    return c
+
+
+def vector_coefficients(count: int, n_base: int, vector, norm: float | None = None) -> np.ndarray:
+    """Coefficient rows that put the same ``vector`` on every disjoint group (:func:`groups`),
+    rescaled to Euclidean norm ``norm`` when given, left as it is otherwise.
+
+    ``vector`` must have one entry per pattern of a group (all groups of one size:
+    ``n_base`` divisible by ``count``), be finite and not all zero.  Its sum (times the rescaling)
+    is the ``S_1`` of every row.  Raises ValueError naming ``odr_coeffs`` or ``odr_norm``.
+    """
+    v = np.asarray(vector, dtype=np.float64).ravel()
+    gs = groups(n_base, count)
+    sizes = {g.size for g in gs}
+    if len(sizes) != 1:
+        raise ValueError(f"odr_coeffs needs groups of one size: M1 = {n_base} must be divisible by M1_test = "
+                         f"{count}")
+    k = sizes.pop()
+    if v.size != k:
+        raise ValueError(f"odr_coeffs must have {k} entries (one per IDR pattern of a group, M1 / M1_test), "
+                         f"got {v.size}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"odr_coeffs must be finite, got {v.tolist()}")
+    if not np.any(v != 0):
+        raise ValueError("odr_coeffs must not be all zero (the ODR pattern would be the zero vector)")
+    if norm is not None:
+        norm = float(norm)
+        if not (np.isfinite(norm) and norm > 0):
+            raise ValueError(f"odr_norm must be a finite number > 0, got {norm}")
+        v = v * (norm / np.linalg.norm(v))
+    c = np.zeros((int(count), int(n_base)))
+    for j, g in enumerate(gs):
+        c[j, g] = v
+    return c
 
 
 def combine(coeffs, base) -> np.ndarray:
@@ -208,14 +298,17 @@ def uniform_kappa(rng: np.random.Generator, shape, low: float, high: float) -> n
     return low + (high - low) * rng.random(shape)
 
 
-def label_vector(dim: int) -> np.ndarray:
-    """The label embedding ``q``: the unit vector ``e_1`` of the ``dim`` label coordinates
-    (``y = +q`` for label +1, ``-q`` for -1; slides: "y_i = q if f(x_i) = +1")."""
+def label_vector(dim: int, norm: float = 1.0) -> np.ndarray:
+    """The label embedding ``q``: ``norm`` times the unit vector ``e_1`` of the ``dim`` label
+    coordinates (``y = +q`` for label +1, ``-q`` for -1; slides: "y_i = q if f(x_i) = +1")."""
     dim = int(dim)
     if dim < 1:
         raise ValueError(f"label dimension must be an integer >= 1, got {dim}")
+    norm = float(norm)
+    if not (np.isfinite(norm) and norm > 0):
+        raise ValueError(f"q_norm must be a finite number > 0, got {norm}")
     q = np.zeros(dim)
-    q[0] = 1.0
+    q[0] = norm
     return q
 
 
