@@ -100,3 +100,27 @@ def jit(*args, parallel: bool = False, **kwargs):
         return numba.njit(*args, **opts)(fn)
 
     return decorate
+
+
+PARALLEL_MIN_WORK = 2_000_000
+"""Work (a kernel's own count, e.g. batch x columns x dimension for the attention kernels) from
+which :func:`call_parallel` lets a ``parallel=True`` kernel use every numba thread.  Below it the
+kernel runs on one thread: waking threads costs 3-4 ms per call on a 2-core machine whose other
+core is busy (measured for Huang's Monte Carlo kernel), and a step of the H. Li kernels at
+B = 256 is 0.5 ms of work; at 2e6 (H. Li's kernels at B = 4096) a serial call is about 7 ms."""
+
+
+def call_parallel(kernel, work: int, *args, min_work: int = PARALLEL_MIN_WORK):
+    """``kernel(*args)``, on one numba thread when ``work < min_work`` (see :data:`PARALLEL_MIN_WORK`).
+
+    The thread count is restored afterwards; the kernel's results do not depend on it when the
+    kernel writes each parallel iteration's own outputs only.
+    """
+    n = numba.get_num_threads()
+    if work >= min_work or n == 1:
+        return kernel(*args)
+    numba.set_num_threads(1)
+    try:
+        return kernel(*args)
+    finally:
+        numba.set_num_threads(n)

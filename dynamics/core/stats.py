@@ -13,7 +13,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as _st
 
 __all__ = ["mean_se", "Fit", "linear_fit", "loglog_fit", "semilog_fit", "paired_gap"]
 
@@ -34,6 +33,8 @@ def mean_se(x, axis=0):
         ``se = std(ddof=1) / sqrt(R)`` (``scipy.stats.sem``); ``nan`` where fewer than two finite
         replicas exist.
     """
+    from scipy import stats as _st  # lazy: scipy.stats costs about 1 s to import (issue 21)
+
     a = np.asarray(x, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -87,6 +88,8 @@ def linear_fit(x, y, conf: float = 0.95) -> Fit:
     if n < 3 or np.ptp(x) == 0:
         nan = float("nan")
         return Fit(nan, nan, nan, nan, nan, nan, n, nan, conf)
+    from scipy import stats as _st  # lazy (issue 21)
+
     r = _st.linregress(x, y)
     q = float(_st.t.ppf(0.5 + conf / 2, n - 2))
     resid = y - (r.intercept + r.slope * x)

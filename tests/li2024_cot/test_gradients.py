@@ -119,7 +119,10 @@ def test_gradient_and_forward_match_numpy_formulas(inst):
     p = np.linalg.norm(P, axis=-1).max()
     scale = (np.sqrt(2 * ref_loss) + 1.0) * max(W, 1.0) ** 2 * max(p, 1.0) ** 3
     for name in BLOCKS:
-        assert np.linalg.norm(g[name] - ref[name]) <= 1e-12 * np.linalg.norm(ref[name]) + 1e-13 * scale, name
+        # floor 1e-12 * scale: the batched kernel (issue 21) sums W_Q's and W_K's gradients through
+        # BLAS products over d more terms than the per-prompt loop, so an entry that cancels to zero
+        # carries ~d times the per-prompt loop's rounding
+        assert np.linalg.norm(g[name] - ref[name]) <= 1e-12 * np.linalg.norm(ref[name]) + 1e-12 * scale, name
     F = np.empty((B, dx))
     attn = np.empty((B, C))
     forward_batch(state["W_Q"], state["W_K"], state["W_V"], P, n, F, attn)

@@ -10,7 +10,6 @@ gradient stops shrinking.
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize
 
 from dynamics.models.huang2024.quadrature import column_expectations, tail_weights
 
@@ -50,6 +49,8 @@ def _minimum(fg, n, x0=None):
     x0 = np.zeros(n) if x0 is None else np.asarray(x0, dtype=np.float64)
     if n == 0:
         return fg(x0)[0]
+    from scipy.optimize import minimize  # lazy: scipy.optimize costs 0.7 s to import (issue 21)
+
     res = minimize(fg, x0, jac=True, method="L-BFGS-B",
                    options={"ftol": 0.0, "gtol": 1e-15, "maxiter": 20_000, "maxcor": 30})
     x = _polish(fg, res.x)

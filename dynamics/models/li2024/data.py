@@ -34,6 +34,7 @@ import numpy as np
 
 from dynamics.core.jit import jit
 from dynamics.models.shared import patterns
+from dynamics.models.shared.draws import alpha_patterns, check_rule, draws_need_other
 
 DOMAINS = ("train", "id", "ood")
 """``train``: tasks ``T_tr``; ``id``: unseen in-domain tasks ``T \\ T_tr``; ``ood``: tasks ``T'``."""
@@ -41,18 +42,49 @@ COVER_TRIES = 10_000
 
 
 @jit
-def fill_columns(rel_vecs, rel, irr_vecs, irr, kappa, label, q, P):
-    """``P[b, i] = (rel_vecs[rel[b, i]] + kappa[b, i] irr_vecs[irr[b, i]]; label[b, i] q)`` in one
-    pass (the numpy expression :func:`patterns.mix` + :func:`patterns.columns` allocates three
-    temporaries and dominated the cost of a training step)."""
-    B, L1 = rel.shape
+def assemble(tasks, task_idx, qrole, pat, roles, rand, table, rel_vecs, irr_vecs, irr, kappa, q, P, z, same, rel,
+             label):
+    """The prompts of :meth:`DataModel.sample` from its draws, in one pass (no temporaries).
+
+    ``task = tasks[task_idx]``; the query's pattern ``task[b, qrole[b]]``, label
+    ``z = +1`` for ``qrole = 0``, ``-1`` otherwise; an example's label ``+1`` / ``-1`` for roles
+    0 / 1, else the fair sign ``2 rand[b, i] - 1`` (``rand`` with ``other_label = example``) or
+    ``2 table[b, pat] - 1`` (``table``, one sign per prompt and pattern, when ``rand`` has no
+    columns).  ``P[b, i] = (rel_vecs[rel[b, i]] + kappa[b, i] irr_vecs[irr[b, i]]; label[b, i] q)``
+    with the query's label part 0; ``rel`` (B, L + 1) and ``label`` (B, L + 1, the query's ``z``
+    last) are filled for ``with_patterns``.
+    """
+    B, L = pat.shape
     dx = rel_vecs.shape[1]
     dy = q.shape[0]
+    per_example = rand.shape[1] > 0
     for b in range(B):
-        for i in range(L1):
-            r, k, w, y = rel[b, i], irr[b, i], kappa[b, i], label[b, i]
+        t = task_idx[b]
+        qp = tasks[t, qrole[b]]
+        zb = 1.0 if qrole[b] == 0 else -1.0
+        z[b] = zb
+        for i in range(L + 1):
+            if i < L:
+                p = pat[b, i]
+                ro = roles[b, i]
+                if ro == 0:
+                    y = 1.0
+                elif ro == 1:
+                    y = -1.0
+                elif per_example:
+                    y = 2.0 * rand[b, i] - 1.0
+                else:
+                    y = 2.0 * table[b, p] - 1.0
+                same[b, i] = p == qp
+                label[b, i] = y
+            else:
+                p = qp
+                y = 0.0
+                label[b, i] = zb
+            rel[b, i] = p
+            k, w = irr[b, i], kappa[b, i]
             for j in range(dx):
-                P[b, i, j] = rel_vecs[r, j] + w * irr_vecs[k, j]
+                P[b, i, j] = rel_vecs[p, j] + w * irr_vecs[k, j]
             for j in range(dy):
                 P[b, i, dx + j] = y * q[j]
 
@@ -213,25 +245,36 @@ class DataModel:
         """
         rel_vecs, irr_vecs, tasks = self.domain(domain)
         size, length = int(size), int(length)
-        task = tasks[rng.integers(0, len(tasks), size)]
-        pat, roles = patterns.example_patterns(rng, task, alpha, rel_vecs.shape[0], length)
+        alpha = float(alpha)
+        n_rel = rel_vecs.shape[0]
+        check_rule(alpha, length, n_rel, 2)
+        # The draws of patterns.example_patterns and of the rest, in the same calls and order as
+        # before (the stream is unchanged); draws.alpha_patterns and assemble do the arithmetic.
+        task_idx = rng.integers(0, len(tasks), size)
+        u = rng.random((size, length))
+        if draws_need_other(u, alpha):
+            other = rng.integers(0, max(n_rel - 2, 1), size=(size, length))
+        else:
+            other = np.zeros((size, length), dtype=np.int64)
+        pat = np.empty((size, length), dtype=np.int64)
+        roles = np.empty((size, length), dtype=np.int64)
+        task = tasks[task_idx]
+        alpha_patterns(task, u, alpha, other, pat, roles)
         qrole = rng.integers(0, 2, size)
-        qpat = task[np.arange(size), qrole]
-        rel = np.concatenate([pat, qpat[:, None]], axis=1)
         irr = rng.integers(0, irr_vecs.shape[0], (size, length + 1))
         kappa = patterns.uniform_kappa(rng, (size, length + 1), self.kappa_low, self.kappa_high)
         if self.other_label == "example":
-            rand = rng.integers(0, 2, (size, length)) * 2 - 1
+            rand, table = rng.integers(0, 2, (size, length)), np.empty((size, 0), dtype=np.int64)
         else:
-            table = rng.integers(0, 2, (size, rel_vecs.shape[0])) * 2 - 1
-            rand = np.take_along_axis(table, pat, axis=1)
-        label = np.zeros((size, length + 1))
-        label[:, :length] = np.where(roles == 0, 1, np.where(roles == 1, -1, rand))
-        z = np.where(qrole == 0, 1.0, -1.0)
+            rand, table = np.empty((size, 0), dtype=np.int64), rng.integers(0, 2, (size, n_rel))
         P = np.empty((size, length + 1, self.d))
-        fill_columns(rel_vecs, rel, irr_vecs, irr, kappa, label, self.q, P)  # the query's label part is 0
-        out = Prompts(P, z, pat == qpat[:, None])
+        z = np.empty(size)
+        same = np.empty((size, length), dtype=np.bool_)
+        rel = np.empty((size, length + 1), dtype=np.int64)
+        label = np.empty((size, length + 1))
+        assemble(tasks, task_idx, qrole, pat, roles, rand, table, rel_vecs, irr_vecs, irr, kappa, self.q, P, z, same,
+                 rel, label)
+        out = Prompts(P, z, same)
         if with_patterns:
-            label[:, length] = z
             return out, dict(task=task, rel=rel, irr=irr, kappa=kappa, label=label)
         return out

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.core.jit import jit
-from dynamics.models.shared.attention import attention_backward, attention_forward, workspace
+from dynamics.core.jit import call_parallel, jit
+from dynamics.models.shared.attention import (attend_backward_batch, attend_batch, attention_forward, gather_rows,
+                                              scale_into, workspace)
 
 
 @jit
@@ -51,63 +52,79 @@ def _mlp_forward(W_V, W_O, a, pbar, v, h):
     return F
 
 
-@jit
-def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
+@jit(parallel=True)
+def _loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
     """Mean hinge loss over the batch and its exact (sub)gradient (module docstring).
 
-    Gradient arrays are overwritten with the gradient of the *mean* loss.  Returns the mean
-    loss.
+    Parameters
+    ----------
+    W_Q, W_K : (d_a, d); W_V : (d_v, d); W_O : (m, d_v); a : (m,)   the network.
+    P : (B, L + 1, d) prompts, the query last; z : (B,) labels +-1; ncols : attended columns.
+    gW_Q, gW_K, gW_V, gW_O, ga : outputs, overwritten with the gradient of the *mean* loss.
+
+    Returns the mean loss.  The batch is processed in matrix form (issue 21), with rows
+    ``h_b = W_O W_V pbar_b`` and ``g_b = dl_b/dh_b``:
+
+        H = Pbar (W_O W_V)^T,   D = G^T Pbar,   dl/dW_O = D W_V^T,   dl/dW_V = W_O^T D,
+        GP = G (W_O W_V)  (rows dl_b/dpbar_b),
+
+    then the attention's backward pass of :mod:`dynamics.models.shared.attention`.  Seven matrix
+    products run over the batch (BLAS) and four ``d x d`` ones; the softmax and its backward pass
+    are loops over the prompts (``prange``).  Prompts outside the margin (``1 - z F <= 0``) have
+    zero rows of ``G`` and contribute exact zeros, as the skipped prompts of a per-prompt loop.
     """
     B, L1, d = P.shape
-    da = W_Q.shape[0]
-    dv = W_V.shape[0]
     m = W_O.shape[0]
-    gW_Q[:] = 0.0
-    gW_K[:] = 0.0
-    gW_V[:] = 0.0
-    gW_O[:] = 0.0
-    ga[:] = 0.0
-    t, u, s, attn, pbar, r, wkr = workspace(da, d, L1)
-    v = np.empty(dv)
-    h = np.empty(m)
-    g = np.empty(m)
-    gv = np.empty(dv)
-    gp = np.empty(d)
     inv = 1.0 / B
+    n = np.empty(B, dtype=np.int64)
+    qi = np.empty(B, dtype=np.int64)
+    for b in range(B):
+        n[b] = ncols
+        qi[b] = L1 - 1
+    Pq = gather_rows(P, qi)
+    T = Pq @ W_Q.T                         # rows t_b = W_Q p_q
+    U = T @ W_K                            # rows u_b = W_K^T t_b
+    A = np.empty((B, L1))
+    Pbar = np.empty((B, d))
+    attend_batch(P, n, U, A, Pbar)
+    Wov = W_O @ W_V
+    H = Pbar @ Wov.T                       # rows h_b = W_O W_V pbar_b
+    G = np.empty((B, m))                   # rows g_b = dl_b/dh_b
+    for i in range(m):
+        ga[i] = 0.0
     total = 0.0
     for b in range(B):
-        cols = P[b]
-        pq = cols[L1 - 1]
-        attention_forward(W_Q, W_K, cols, ncols, pq, t, u, s, attn, pbar)
-        F = _mlp_forward(W_V, W_O, a, pbar, v, h)
+        F = 0.0
+        for i in range(m):
+            G[b, i] = 0.0
+            if H[b, i] > 0.0:
+                F += a[i] * H[b, i]
         margin = 1.0 - z[b] * F
         if margin <= 0.0:
             continue
         total += margin
         delta = -z[b]
         for i in range(m):
-            if h[i] >= 0.0:
-                g[i] = delta * a[i]
-                ga[i] += inv * delta * h[i]
-            else:
-                g[i] = 0.0
-        for k in range(dv):
-            gv[k] = 0.0
-        for i in range(m):
-            gi = g[i]
-            if gi != 0.0:
-                for k in range(dv):
-                    gW_O[i, k] += inv * gi * v[k]
-                    gv[k] += W_O[i, k] * gi
-        for j in range(d):
-            gp[j] = 0.0
-        for k in range(dv):
-            gk = gv[k]
-            for j in range(d):
-                gW_V[k, j] += inv * gk * pbar[j]
-                gp[j] += W_V[k, j] * gk
-        attention_backward(W_K, cols, ncols, pq, t, attn, pbar, gp, inv, gW_Q, gW_K, r, wkr)
+            if H[b, i] >= 0.0:
+                G[b, i] = delta * a[i]
+                ga[i] += inv * delta * H[b, i]
+    D = G.T @ Pbar                         # sum_b g_b pbar_b^T
+    scale_into(gW_O, D @ W_V.T, inv)
+    scale_into(gW_V, W_O.T @ D, inv)
+    GP = G @ Wov                           # rows gp_b = W_V^T W_O^T g_b = dl_b/dpbar_b
+    R = np.empty((B, d))
+    attend_backward_batch(P, n, A, Pbar, GP, R, np.empty((B, L1)))
+    scale_into(gW_K, T.T @ R, inv)         # sum_b t_b r_b^T
+    scale_into(gW_Q, (R @ W_K.T).T @ Pq, inv)   # sum_b (W_K r_b) p_q^T
     return total * inv
+
+
+def loss_grad_batch(W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga):
+    """:func:`_loss_grad_batch` (the mean loss and its gradient, same arguments), its loops over
+    the prompts on every numba thread only for batches of at least
+    :data:`dynamics.core.jit.PARALLEL_MIN_WORK` column entries (``B x columns x d``); smaller
+    batches run on one thread (the thread count does not change the result)."""
+    return call_parallel(_loss_grad_batch, P.size, W_Q, W_K, W_V, W_O, a, P, z, ncols, gW_Q, gW_K, gW_V, gW_O, ga)
 
 
 @jit

@@ -35,6 +35,7 @@ import numpy as np
 
 from dynamics.core.jit import jit
 from dynamics.models.shared import patterns
+from dynamics.models.shared.draws import alpha_patterns, check_rule, draws_need_other
 from dynamics.models.li2024_cot import transitions
 
 
@@ -53,6 +54,45 @@ def fill_columns(vecs, pe, xi, yi, P):
             for j in range(dx):
                 P[b, c, j] = pe[k, j] + (vecs[ix, j] if ix >= 0 else 0.0)
                 P[b, c, dx + j] = vecs[iy, j] if iy >= 0 else 0.0
+
+
+@jit
+def chain_states(f, starts, z0, s, z):
+    """``s[b, i, 0] = starts[b, i]``, ``s[b, i, k + 1] = f[b, k, s[b, i, k]]`` and the query's path
+    ``z[b, 0] = z0[b]``, ``z[b, k + 1] = f[b, k, z[b, k]]`` (one pass over the batch)."""
+    size, length = starts.shape
+    K = f.shape[1]
+    for b in range(size):
+        for i in range(length):
+            x = starts[b, i]
+            s[b, i, 0] = x
+            for k in range(K):
+                x = f[b, k, x]
+                s[b, i, k + 1] = x
+        x = z0[b]
+        z[b, 0] = x
+        for k in range(K):
+            x = f[b, k, x]
+            z[b, k + 1] = x
+
+
+@jit
+def cot_index(s, z, k, xi, yi):
+    """The column index pairs of :meth:`DataModel.cot_columns`: example columns ``(s_{i,kk};
+    s_{i,kk+1})``, then the query block ``(z_jj; z_{jj+1})`` for ``jj < k - 1``, ``(z_{k-1}; -1)``
+    and ``(-1; -1)`` after."""
+    n, length, K1 = s.shape
+    K = K1 - 1
+    lK = length * K
+    for b in range(n):
+        for i in range(length):
+            for kk in range(K):
+                xi[b, i * K + kk] = s[b, i, kk]
+                yi[b, i * K + kk] = s[b, i, kk + 1]
+        kb = k[b]
+        for jj in range(K):
+            xi[b, lK + jj] = z[b, jj] if jj < kb else -1
+            yi[b, lK + jj] = z[b, jj + 1] if jj < kb - 1 else -1
 
 
 def ball(rng: np.random.Generator, shape, dim: int, radius: float) -> np.ndarray | None:
@@ -132,19 +172,25 @@ class DataModel:
         examples."""
         M, K = self.mu.shape[0], self.K
         size, length = int(size), int(length)
+        alpha = float(alpha)
+        check_rule(alpha, length, M, 1)
+        # the draws of patterns.example_patterns (r = 1), in the same calls and order (the stream is
+        # unchanged); draws.alpha_patterns and chain_states do the arithmetic in one pass each
         z0 = rng.integers(0, M, size)
-        starts, _ = patterns.example_patterns(rng, z0[:, None], alpha, M, length)
+        u = rng.random((size, length))
+        if draws_need_other(u, alpha):
+            other = rng.integers(0, max(M - 1, 1), size=(size, length))
+        else:
+            other = np.zeros((size, length), dtype=np.int64)
+        starts = np.empty((size, length), dtype=np.int64)
+        alpha_patterns(z0.reshape(size, 1), u, alpha, other, starts, np.empty((size, length), dtype=np.int64))
         if self.train_task == "permutation":
             f = rng.permuted(np.broadcast_to(np.arange(M), (size, K, M)), axis=2)
         else:
             f = rng.integers(0, M, (size, K, M))
         s = np.empty((size, length, K + 1), dtype=np.int64)
         z = np.empty((size, K + 1), dtype=np.int64)
-        s[:, :, 0], z[:, 0] = starts, z0
-        rows = np.arange(size)
-        for k in range(K):
-            s[:, :, k + 1] = np.take_along_axis(f[:, k, :], s[:, :, k], axis=1)
-            z[:, k + 1] = f[rows, k, z[:, k]]
+        chain_states(np.ascontiguousarray(f), starts, z0, s, z)
         return Chains(s, z, ball(rng, (size, length, K + 1), self.d_x, self.noise_train),
                       ball(rng, (size, K + 1), self.d_x, self.noise_train))
 
@@ -176,13 +222,9 @@ class DataModel:
         K = K1 - 1
         lK = length * K
         k = np.broadcast_to(np.asarray(k, dtype=np.int64), (n,))
-        jj = np.arange(K)[None, :]
         xi = np.empty((n, lK + K), dtype=np.int64)
         yi = np.empty_like(xi)
-        xi[:, :lK] = ch.s[:, :, :K].reshape(n, lK)
-        yi[:, :lK] = ch.s[:, :, 1:].reshape(n, lK)
-        xi[:, lK:] = np.where(jj < k[:, None], ch.z[:, :K], -1)
-        yi[:, lK:] = np.where(jj < k[:, None] - 1, ch.z[:, 1:], -1)
+        cot_index(np.ascontiguousarray(ch.s), np.ascontiguousarray(ch.z), np.ascontiguousarray(k), xi, yi)
         P = np.empty((n, lK + K, self.d))
         fill_columns(vecs, self.pe, xi, yi, P)
         if ch.noise is not None:
@@ -191,6 +233,7 @@ class DataModel:
             P[:, :lK, dx:] += ch.noise[:, :, 1:].reshape(n, lK, dx)
         if ch.qnoise is not None:
             dx = self.d_x
+            jj = np.arange(K)[None, :]
             P[:, lK:, :dx] += np.where((jj < k[:, None])[..., None], ch.qnoise[:, :K], 0.0)
             P[:, lK:, dx:] += np.where((jj < k[:, None] - 1)[..., None], ch.qnoise[:, 1:], 0.0)
         return P
