@@ -138,9 +138,6 @@ def same(a, b):
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=True) for k in a)
 
 
-EMPTY_FINALS = pytest.mark.xfail(strict=True, raises=KeyError, reason=(
-    "core/rundir._flatten drops empty dicts, so a Monte Carlo checkpoint of the first replica loses its "
-    "'finals' ({}) on disk and methods/montecarlo.run_mc raises KeyError('finals') on --resume"))
 RESUMABLE = [(n, me) for n, me in CASES if me in ("gd", "mc")]
 
 
@@ -149,8 +146,6 @@ RESUMABLE = [(n, me) for n, me in CASES if me in ("gd", "mc")]
 def test_checkpoint_and_resume_round_trip_bit_for_bit(name, method, disk, tmp_path, request):
     """Resuming from the first checkpoint gives the uninterrupted run bit for bit, from the dict
     itself and after the run directory's ``checkpoint.npz`` (what ``--resume`` reads)."""
-    if disk and method == "mc":
-        request.applymarker(EMPTY_FINALS)
     kw = {**SMALL[name], **RUN[method], "checkpoint_every": 2}
     checkpoints = []
     full = simulate(name, method, on_checkpoint=lambda ck: checkpoints.append(copy.deepcopy(ck)), **kw)

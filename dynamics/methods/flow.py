@@ -12,8 +12,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from scipy.integrate import solve_ivp
-from scipy.optimize import brentq
 
 from dynamics.core.contract import ExactLoss
 from dynamics.methods.base import Method, Outcome
@@ -56,6 +54,8 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
     ``extra['first_below']``: for every part and level, the first time its gap falls to the
     level (NaN if never), located on the dense output.
     """
+    from scipy.integrate import solve_ivp  # heavy (about 2 s to import): only where the flow runs
+
     t0 = time.perf_counter()
     if steps <= 0:  # nothing to integrate: the initial state is the one snapshot
         recorder.put(0, model.observe(state, "flow"))
@@ -119,6 +119,8 @@ def run_flow(model, state, *, steps, save_at, recorder, rtol=1e-8, atol=1e-12, l
 def _first_crossings(gap_at, dense, times, ys, levels):
     """First time each gap falls to each level: bracket on the snapshots, then ``brentq`` on
     the dense output (the integrator's own interpolant, accurate to its tolerance)."""
+    from scipy.optimize import brentq  # with the flow, only where it runs
+
     gaps = [gap_at(y) for y in ys]
     if gaps[0] is None:
         return None

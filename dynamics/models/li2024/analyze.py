@@ -15,10 +15,11 @@ into ``--out`` (default ``RUN_DIR/analysis``):
   rate's change is paired on common test prompts).
 
 With any of ``--l-test``, ``--S1``, ``--alpha-prime``, ``--odr-norm``, ``--construction``,
-``--q-norm`` (comma-separated lists; ``--q-norm`` scales the test prompts' label embedding) it instead evaluates the saved weights on that grid of test settings without
-retraining (:func:`evaluate_run`) and writes ``evaluation.nc`` (dimensions ``replica`` and the
-swept settings; error, hinge loss and same-pattern attention in and out of domain with their
-standard errors) and the long table ``evaluation.csv``; the pruning options are refused there.
+``--q-norm`` (comma-separated lists; ``--q-norm`` scales the test prompts' label embedding) it
+instead evaluates the saved weights on that grid of test settings without retraining
+(:func:`evaluate_run`) and writes ``evaluation.nc`` (dimensions ``replica`` and the swept settings;
+error, hinge loss and same-pattern attention in and out of domain with their standard errors) and
+the long table ``evaluation.csv``; the pruning options are refused there.
 
 A run of another model, a ``state.nc`` whose shapes do not fit ``config.json``, or a test setting
 outside the model's rules is refused in one line (exit status 2) before anything is computed or
