@@ -31,6 +31,7 @@ import xarray as xr
 from scipy import stats
 
 from dynamics.core.params import Param, ParamError
+from dynamics.core.stats import mean_se
 
 ALPHA = Param("false_alarm", "float", 0.01, "family-wise false-alarm level alpha of the Bonferroni t-test", low=0.0, high=0.5,
               low_open=True)
@@ -145,8 +146,7 @@ def crosscheck(model="huang2024", *, false_alarm=ALPHA.default, save_at=None, mc
     mc = simulate(mc_model, "mc", save_at=rec)
     names, ex, reps = _entries(exact.ds, mc.ds)
     R = reps.shape[0]
-    mean = reps.mean(axis=0)
-    se = reps.std(axis=0, ddof=1) / np.sqrt(R)
+    mean, se = mean_se(reps)
     diff = mean - ex
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(se > 0, diff / se, np.where(np.abs(diff) <= 1e-12 * np.maximum(1, np.abs(ex)), 0.0, np.inf))

@@ -23,15 +23,15 @@ def mean_se(x, axis=0):
     Parameters
     ----------
     x : array_like, shape (R, ...)
-        Replica values along ``axis`` (NaN entries are left out of both, per position).
+        Replica values along ``axis``.  A NaN replica makes its position's mean and standard error
+        NaN (never silently left out).
     axis : int
         The replica axis.
 
     Returns
     -------
     mean, se : ndarray or float, shape (...)
-        ``se = std(ddof=1) / sqrt(R)`` (``scipy.stats.sem``); ``nan`` where fewer than two finite
-        replicas exist.
+        ``se = std(ddof=1) / sqrt(R)`` (``scipy.stats.sem``); ``nan`` with fewer than two replicas.
     """
     from scipy import stats as _st  # lazy: scipy.stats costs about 1 s to import (issue 21)
 
@@ -39,10 +39,10 @@ def mean_se(x, axis=0):
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", getattr(_st, "SmallSampleWarning", RuntimeWarning))
-        m = np.nanmean(a, axis=axis) if a.size else np.float64(np.nan)
-        n = np.sum(np.isfinite(a), axis=axis)
-        se = _st.sem(a, axis=axis, ddof=1, nan_policy="omit")
-    se = np.where(n >= 2, np.asarray(se, dtype=np.float64), np.nan)
+        m = np.mean(a, axis=axis) if a.size else np.float64(np.nan)
+        n = a.shape[axis] if a.ndim else a.size
+        se = _st.sem(a, axis=axis, ddof=1) if n >= 2 else np.full(np.shape(m), np.nan)
+    se = np.asarray(se, dtype=np.float64)
     if np.ndim(m) == 0:
         return float(m), float(se)
     return np.asarray(m), np.asarray(se)
@@ -130,3 +130,25 @@ def paired_gap(a, b):
     if a.shape != b.shape:
         raise ValueError(f"paired_gap: a and b must have the same shape, got {a.shape} and {b.shape}")
     return mean_se(a - b)
+
+
+def replica_series(ds, name: str):
+    """Mean and standard error over replicas of one recorded variable of a run's dataset.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A run's ``results`` dataset.
+    name : str
+        A variable, with or without a ``replica`` dimension (its first).
+
+    Returns
+    -------
+    mean, se : ndarray, shape (t, ...)
+        The variable itself and ``None`` for an exact run (no replica dimension); otherwise
+        :func:`mean_se` over replicas (``se`` NaN with one replica).
+    """
+    v = np.asarray(ds[name].values, dtype=np.float64)
+    if "replica" not in ds[name].dims:
+        return v, None
+    return mean_se(v, axis=ds[name].dims.index("replica"))

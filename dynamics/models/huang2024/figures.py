@@ -16,17 +16,13 @@ import os
 
 import numpy as np
 
+from dynamics.core.stats import replica_series
+
 from dynamics.core.report import plt, save_figure
 
 
 def _series(res, name):
-    """``(mean, se)`` over replicas (se None for exact runs) of a variable of the dataset."""
-    v = np.asarray(res.ds[name].values, dtype=np.float64)
-    if "replica" not in res.ds[name].dims:
-        return v, None
-    R = v.shape[0]
-    se = v.std(axis=0, ddof=1) / np.sqrt(R) if R > 1 else None
-    return v.mean(axis=0), se
+    return replica_series(res.ds, name)
 
 
 def _positive_t(res):

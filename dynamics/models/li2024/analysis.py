@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.models.li2024.evaluation import mean_se
+from dynamics.core.stats import mean_se
 
 PARTS = ("norm", "along_pattern", "orthogonal")
 

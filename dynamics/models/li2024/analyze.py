@@ -43,6 +43,7 @@ import numpy as np
 
 from dynamics.core.errors import UsageError
 from dynamics.core.report import write_table
+from dynamics.core.stats import mean_se
 from dynamics.models.li2024 import analysis, figures
 from dynamics.models.li2024.evaluation import evaluate, evaluate_states
 from dynamics.models.li2024.pruning import check_rate, pruning_errors
@@ -195,8 +196,7 @@ def evaluate_run(folder: str, grid: dict, out: str | None = None, *, n: int = 20
 
 
 def _se(v):
-    v = np.asarray(v, dtype=np.float64)
-    return float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0
+    return mean_se(v)[1]
 
 
 def main(argv=None) -> int:

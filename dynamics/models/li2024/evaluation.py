@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dynamics.core.stats import mean_se
 from dynamics.core.validate import finite_result
 from dynamics.models.li2024.kernels import forward_batch
 
@@ -43,10 +44,6 @@ def per_prompt(F, z, mass) -> dict:
     return {"error": (z * F <= 0.0).astype(np.float64), "hinge": np.maximum(0.0, 1.0 - z * F), "attn_same": mass}
 
 
-def mean_se(x) -> tuple:
-    """Mean and standard error of the mean (``ddof = 1``) of a 1-D sample."""
-    x = np.asarray(x, dtype=np.float64)
-    return float(x.mean()), float(x.std(ddof=1) / np.sqrt(x.size)) if x.size > 1 else float("nan")
 
 
 TEST_SETTINGS = ("S1", "odr_norm", "odr_construction", "alpha_test", "l_test", "q_norm")

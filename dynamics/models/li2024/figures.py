@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from dynamics.core.report import plt, save_figure
+from dynamics.core.stats import mean_se
 from dynamics.models.shared.figures import curves, err_axis  # noqa: F401 (curves: reproduce targets)
 
 def pruning(path, rates, lines_err, lines_hinge, norms):
@@ -83,7 +84,7 @@ def _replica_band(ds, name):
     if "replica" not in ds[name].dims:
         v = v[None]
     if v.shape[0] > 1:
-        return v.mean(0), v.std(0, ddof=1) / np.sqrt(v.shape[0])
+        return mean_se(v)
     se = ds[f"{name}_se"].values.reshape(v.shape) if f"{name}_se" in ds else np.zeros_like(v)
     return v[0], se[0]
 

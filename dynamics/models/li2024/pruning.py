@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dynamics.models.li2024.evaluation import forward, mean_se
+from dynamics.core.stats import mean_se
+from dynamics.models.li2024.evaluation import forward
 
 HOWS = ("magnitude", "random", "largest")
 METRICS = ("error", "hinge")

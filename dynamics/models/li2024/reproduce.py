@@ -19,6 +19,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 
 from dynamics.core.report import write_table
+from dynamics.core.stats import mean_se
 from dynamics.models.li2024 import baselines, figures
 from dynamics.models.li2024.evaluation import forward
 from dynamics.models.li2024.pruning import pruning_errors
@@ -141,14 +142,14 @@ def li_mechanism(out: str, quick: bool = False, workers: int | None = None) -> d
     rows, lines = [], {}
     for dom, name in (("id", "in domain"), ("ood", "out of domain")):
         vals = np.stack([ds[f"attn_same_{dom}"].values for ds in dss])
-        mean, se = vals.mean(0), vals.std(0, ddof=1) / np.sqrt(R)
+        mean, se = mean_se(vals)
         lines[name] = (mean, se)
         rows += [(int(tt), dom, m, s) for tt, m, s in zip(t, mean, se)]
     table = write_table(os.path.join(out, "li-mechanism"), ["t", "domain", "attn_same", "stderr"], rows, digits=True,
                         title=f"Attention on same-pattern contexts, mean +- SE over {R} replicas")
     figures.attention(os.path.join(out, "li-mechanism-attention.png"), t, lines)
     proj = np.stack([ds["qk_proj"].values for ds in dss])
-    pm, ps = proj.mean(0), proj.std(0, ddof=1) / np.sqrt(R)
+    pm, ps = mean_se(proj)
     prow = [(int(tt), mat, part, pm[i, k, j], ps[i, k, j]) for i, tt in enumerate(t)
             for k, mat in enumerate(("W_Q", "W_K")) for j, part in enumerate(("norm", "along_pattern", "orthogonal"))]
     write_table(os.path.join(out, "li-mechanism-projections"), ["t", "matrix", "part", "projection", "stderr"], prow,

@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from dynamics.core.report import plt, save_figure
+from dynamics.core.stats import mean_se
 from dynamics.models.li2024_cot.decoding import COLUMN_TYPES
 
 LABELS = {"same_pattern_same_step": "same pattern, same step", "diff_pattern_same_step": "different pattern, same step",
@@ -21,7 +22,7 @@ def band(ds, name):
     if "replica" not in ds[name].dims:           # exact GD: one deterministic curve
         return v, np.zeros_like(v)
     if v.shape[0] > 1:
-        return v.mean(0), v.std(0, ddof=1) / np.sqrt(v.shape[0])
+        return mean_se(v)
     return v[0], ds[f"{name}_se"].values[0] if f"{name}_se" in ds else np.zeros_like(v[0])
 
 

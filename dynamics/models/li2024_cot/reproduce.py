@@ -157,7 +157,7 @@ def cot_mechanism(out: str, quick: bool = False, workers: int | None = None) -> 
     for var, prompts, sub in (("attn", "test", "test prompts (TSR, CoT decoding)"),
                               ("attn_train", "train", "training-distribution prompts")):
         vals = np.stack([rep.ds[var].values for rep in reps])          # (R, T, 4)
-        mean, se = vals.mean(0), vals.std(0, ddof=1) / np.sqrt(R)
+        mean, se = replica_mean(vals)
         panels.append((sub, mean, se))
         rows += [(int(tt), prompts, kind, mean[i, j], se[i, j]) for i, tt in enumerate(t)
                  for j, kind in enumerate(COLUMN_TYPES)]

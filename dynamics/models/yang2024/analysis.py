@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dynamics.core.stats import replica_series
+
 
 class Rate(NamedTuple):
     """``rho``: fitted factor per GD step (< 1: decay); ``log_c``: intercept of ``log(gap)``;
@@ -47,10 +49,5 @@ def fit_rate(t, gap, tail: float = 0.5, floor: float = 0.0) -> Rate:
     return Rate(float(np.exp(slope)), float(intercept), float(r2), int(ok.sum()), float(x.min()), float(x.max()))
 
 
-def series(ds, name):
-    """``(mean, se)`` of a variable over replicas (``se`` None for exact runs or one replica)."""
-    v = np.asarray(ds[name].values, dtype=np.float64)
-    if "replica" not in ds[name].dims:
-        return v, None
-    R = v.shape[0]
-    return v.mean(axis=0), (v.std(axis=0, ddof=1) / np.sqrt(R) if R > 1 else None)
+series = replica_series
+"""``(mean, se)`` of a variable over replicas (:func:`dynamics.core.stats.replica_series`)."""

@@ -26,6 +26,7 @@ from scipy.special import softmax
 from dynamics.core.errors import SimulationDiverged
 from dynamics.core.report import plt, save_figure, write_table
 from dynamics.core.trajectory import snapshot_steps
+from dynamics.core.stats import mean_se
 from dynamics.methods.run import run
 from dynamics.models.yang2024 import ridge, sampling
 from dynamics.models.yang2024.analysis import fit_rate, series
@@ -162,7 +163,7 @@ def yang_ridge(out, quick=False, workers=None):
     row = ["Monte Carlo SGD (batch 256)", mc_steps]
     for name, scale in (("gap", L_star), ("a_dist_max", 1.0), ("inference_id", 1.0), ("inference_ood", 1.0)):
         v = np.asarray(fin[name].values) / scale
-        row += [float(v.mean()), float(v.std(ddof=1) / np.sqrt(R))]
+        row += list(mean_se(v))
     row += [np.nan, np.nan]
     rows.append(row)
     held = np.asarray(fin["loss_heldout"].values)
@@ -244,8 +245,7 @@ def yang_fig3(out, quick=False, workers=None):
     m, tau, K = 100, 0.01, 200
     Ns, gaps = ridge.fig3_curve(quick)
     seeds = range(gaps.shape[0])
-    mean = gaps.mean(axis=0)
-    se = gaps.std(axis=0, ddof=1) / np.sqrt(len(seeds))
+    mean, se = mean_se(gaps)
     best = int(Ns[np.argmin(mean)])
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.errorbar(Ns, mean, yerr=2 * se, marker="o", ms=3, capsize=2)
