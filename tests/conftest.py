@@ -79,8 +79,9 @@ SLOW = (
 )
 """Test functions marked ``slow`` here (every parametrisation): the first nine took 5 s or more in
 the fast tier on an idle machine after the issues of December 2026 merged, the rest 3 s or more in a
-timed run of the whole suite at load 4-9 (benchmarks/RESULTS.md has the tiers' times).  They are the 50-digit oracles, cross-checks against Monte Carlo, reproduce targets, the
-README's commands, and subprocess tests of kills and resumes.  A new test may also carry
+timed run of the whole suite at load 4-9 (benchmarks/RESULTS.md has the tiers' times).  They are
+the 50-digit oracles, cross-checks against Monte Carlo, reproduce targets, the README's commands,
+and subprocess tests of kills and resumes.  A new test may also carry
 ``@pytest.mark.slow`` itself."""
 
 
